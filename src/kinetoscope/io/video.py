@@ -67,7 +67,14 @@ from av.video.stream import VideoStream
 
 from kinetoscope.errors import VideoError
 
-__all__ = ["SUPPORTED_EXTENSIONS", "Video", "read_metadata", "read_video", "write_video"]
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "Video",
+    "check_output_path",
+    "read_metadata",
+    "read_video",
+    "write_video",
+]
 
 SIZE_KEY = "kinetoscope_size"  # "WxH" of a video padded to even size before encoding
 _MAX_FPS_DENOMINATOR = 1001  # 30000/1001 (NTSC) is the finest rate in common use
@@ -410,6 +417,15 @@ def _crop_to(frames: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------
 # Writing
+
+
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """Check, before any expensive work, that `write_video` could write ``path``: a supported
+    extension and an existing, writable folder. Returns the path; raises `VideoError`."""
+    path = Path(path)
+    _format_for(path)
+    _check_destination(path)
+    return path
 
 
 def write_video(

@@ -122,7 +122,7 @@ def score(seen: Observation, scene: SceneSpec) -> Scores:
         "trajectory": _mean_items(details["trajectory"]),
         "permanence": mean_of("permanence"),
         "temporal_consistency": mean_of("temporal_consistency"),
-        "background_stability": _background_score(seen),
+        "background_stability": _background_score(seen, scene),
     }
     clipped = {k: float(np.clip(v, 0.0, 1.0)) for k, v in dims.items()}
     return Scores(clipped, details)
@@ -183,7 +183,8 @@ def _count_score(tracks: list[Track], expected: int) -> float:
 @dataclass
 class Expected:
     floor_bounces: np.ndarray  # (N,) visible floor bounces in the clip
-    y: np.ndarray  # (N, T) positions in short sides (used only to count bounces)
+    x: np.ndarray  # (N, T) world positions in short sides (camera motion removed)
+    y: np.ndarray
 
 
 def _expected_tracks(scene: SceneSpec, seen: Observation) -> Expected:
@@ -191,6 +192,7 @@ def _expected_tracks(scene: SceneSpec, seen: Observation) -> Expected:
     tracks = physics.simulate(physics.pack([scene], seen.width / seen.height), times)
     return Expected(
         floor_bounces=tracks.floor_bounces[0].numpy(),
+        x=(tracks.x[0] + tracks.camera[0][None, :]).numpy(),
         y=tracks.y[0].numpy(),
     )
 
@@ -213,17 +215,20 @@ def _object_scores(
         return dict.fromkeys(_OBJECT_DIMENSIONS, 0.0), missing
     motion = _Motion(track, seen, obj)
     direction, trajectory = _motion_scores(obj, index, scene, motion, expected, matched, seen)
-    rotation = _rotation_track(track, obj.shape, motion.frames)
-    spin_direction, spin_trajectory = _spin_scores(obj, rotation, seen.fps)
-    growth_direction, growth_trajectory = _growth_scores(obj, motion)
-    direction |= spin_direction | growth_direction
-    trajectory |= spin_trajectory | growth_trajectory
+    rotation = _rotation_rate(obj, _rotation_track(track, obj.shape, motion.frames), seen.fps)
+    for more_direction, more_trajectory in (
+        _spin_scores(obj, rotation),
+        _growth_scores(obj, motion),
+        _travel_scores(obj, index, motion, expected),
+    ):
+        direction |= more_direction
+        trajectory |= more_trajectory
     scores = {
         "color": _color_score(track, obj.color),
         "shape": _shape_score(track, obj.shape, motion.frames),
-        "size": _size_score(track, obj, motion, seen.short_side),
+        "size": _size_score(track, obj, motion, scene),
         "permanence": _permanence_score(track, [m for m in matched if m is not track], seen),
-        "temporal_consistency": _consistency_score(track, obj, motion),
+        "temporal_consistency": _consistency_score(track, obj, motion, rotation),
     }
     return scores, {"motion_direction": direction, "trajectory": trajectory}
 
@@ -270,10 +275,15 @@ def _outline_frames(track: Track, whole: np.ndarray, limit: int | None = 12) -> 
     return frames
 
 
-def _template_distances(track: Track, frames: np.ndarray) -> torch.Tensor:
+def _template_distances(
+    track: Track, frames: np.ndarray, chosen: np.ndarray | None = None
+) -> np.ndarray:
+    """L1 distances between the outlines in `frames` and the templates (all, or `chosen`)."""
     pictures, _, _ = _templates()
-    seen = torch.tensor(track.outline[frames].reshape(len(frames), -1))
-    return torch.cdist(seen, pictures, p=1)  # (F, K)
+    if chosen is not None:
+        pictures = pictures[torch.from_numpy(chosen)]
+    seen = torch.from_numpy(track.outline[frames].reshape(len(frames), -1))
+    return torch.cdist(seen, pictures, p=1).numpy()  # (F, K)
 
 
 def _shape_score(track: Track, name: str, whole: np.ndarray) -> float:
@@ -281,7 +291,7 @@ def _shape_score(track: Track, name: str, whole: np.ndarray) -> float:
     if len(frames) == 0:
         return 0.0
     _, shape_index, _ = _templates()
-    distance = _template_distances(track, frames).numpy()
+    distance = _template_distances(track, frames)
     per_shape = np.stack(
         [distance[:, shape_index == s].min(axis=1) for s in range(len(vocab.SHAPES))], axis=1
     )
@@ -296,7 +306,7 @@ def _rotation_track(track: Track, name: str, whole: np.ndarray) -> tuple[np.ndar
         return frames, np.zeros(0)
     _, shape_index, angle_of = _templates()
     chosen = shape_index == vocab.SHAPES.index(name)
-    distance = _template_distances(track, frames).numpy()[:, chosen]  # (F, rotations)
+    distance = _template_distances(track, frames, chosen)  # (F, rotations)
     best = distance.argmin(axis=1)
     # refine between template steps: a parabola through the best and its two neighbours
     rows = np.arange(len(frames))
@@ -312,18 +322,21 @@ def _rotation_track(track: Track, name: str, whole: np.ndarray) -> tuple[np.ndar
 class _Motion:
     """A track in world units: short sides, camera motion removed, whole frames only.
 
-    Whole frames show all of the object: off the frame's edges, not duplicated, and with the
-    area it has when isolated (so not partly hidden). Extents come from the area and the
+    Whole frames show all of the object: the area it has when isolated (so neither partly
+    hidden nor cut by the frame's edge). A duplicate beside it does not matter: the track
+    follows one of the two. Extents come from the area and the
     spec's shape, which is sharper than the blurred mask's bounding box.
     """
 
     def __init__(self, track: Track, seen: Observation, obj: ObjectSpec) -> None:
         s = seen.short_side
-        whole = track.present & ~track.at_edge & ~track.duplicated
-        whole &= track.area >= 0.85 * _reference_area(track, obj.growth != 0, seen.fps)
+        reference = _reference_area(track, obj.growth != 0, seen.fps)
+        # touching the frame's edge is fine (a wall bounce) unless the edge cuts it
+        full = track.area >= np.where(track.at_edge, 0.97, 0.85) * reference
+        whole = track.present & full
         self.frames = np.flatnonzero(whole)
         self.t = self.frames / seen.fps
-        self.x = (track.x[self.frames] + seen.camera[self.frames]) / s
+        self.x = (track.x[self.frames] + _camera_path(seen)[self.frames]) / s
         self.y = track.y[self.frames] / s
         self.area = track.area[self.frames] / s**2
         radius = math.sqrt(float(np.median(self.area)) / math.pi) if len(self) else 0.0
@@ -331,6 +344,7 @@ class _Motion:
         self.half_width = geo.half_width * radius
         self.down = geo.down * radius
         self.up = geo.up * radius
+        self.short_side = s
         self.width_units = seen.width / s
         self.height_units = seen.height / s
 
@@ -338,28 +352,51 @@ class _Motion:
         return len(self.frames)
 
 
+def _camera_path(seen: Observation) -> np.ndarray:
+    """The camera's x per frame (pixels) as a straight-line fit of the measured path: the
+    physics world pans at constant speed, and the fit averages away what noise does to
+    each frame's measurement."""
+    frames = np.arange(seen.frames)
+    if seen.frames < 3:
+        return seen.camera
+    slope, intercept = np.polyfit(frames, seen.camera, 1)
+    return slope * frames + intercept
+
+
 def _reference_area(track: Track, growing: bool, fps: float) -> np.ndarray:
-    """The object's full area per frame (T,): from isolated frames (a log-linear fit when it
-    grows, else their median), or from all frames when it is never isolated."""
+    """The object's full area per frame (T,). Being partly hidden or cut only ever takes area
+    away, so this follows the upper envelope: the 90th percentile of the isolated frames (all
+    present frames when it is never isolated), or for a growing object a log-linear fit
+    refitted without the frames that fall well below it."""
     frames = np.flatnonzero(track.isolated)
     if len(frames) < 2:
         frames = np.flatnonzero(track.present)
     t = np.arange(len(track.present)) / fps
-    if growing and len(frames) >= 2:
-        slope, intercept = np.polyfit(frames / fps, np.log(track.area[frames]), 1)
-        return np.exp(intercept + slope * t)
-    return np.full(len(t), np.median(track.area[frames]))
+    if not growing or len(frames) < 2:
+        return np.full(len(t), np.percentile(track.area[frames], 90))
+    log_area = np.log(track.area[frames])
+    keep = np.ones(len(frames), dtype=bool)
+    for _ in range(3):
+        slope, intercept = np.polyfit(frames[keep] / fps, log_area[keep], 1)
+        below = log_area - (intercept + slope * frames / fps)
+        keep = below > -0.05
+        if keep.sum() < 2:
+            break
+    return np.exp(intercept + slope * t)
 
 
-def _size_score(track: Track, obj: ObjectSpec, motion: _Motion, short_side: int) -> float:
-    """Soft nearest size: the equal-area radius at t = 0 (from a log-area fit when growing)."""
+def _size_score(track: Track, obj: ObjectSpec, motion: _Motion, scene: SceneSpec) -> float:
+    """Soft nearest size of the equal-area radius. A growing object is compared at mid-clip
+    (a log-area fit there against the spec's size times its growth by then), which does not
+    depend on which way the clip runs."""
+    middle = scene.seconds / 2
     if len(motion) >= 2 and obj.growth:
-        intercept = np.polyfit(motion.t, np.log(motion.area), 1)[1]
-        area = math.exp(intercept)
+        slope, intercept = np.polyfit(motion.t, np.log(motion.area), 1)
+        area = math.exp(intercept + slope * middle) / math.exp(2 * obj.growth * middle)
     elif len(motion):
         area = float(np.median(motion.area))
     else:
-        area = float(np.nanmedian(track.area)) / short_side**2
+        area = float(np.nanmedian(track.area)) / motion.short_side**2
     radius = math.sqrt(area / math.pi)
     names = list(vocab.SIZES)
     logits = np.array([-(math.log(radius / vocab.SIZES[n]) ** 2) / (2 * 0.1**2) for n in names])
@@ -443,18 +480,20 @@ def _fold(u: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 def _reflected_path(t: np.ndarray, v: np.ndarray, lo: float, hi: float) -> tuple[float, np.ndarray]:
     """Fit a path reflecting between lo and hi at constant speed: the speed is the median
-    frame-to-frame speed, the start and sense come from the first frames. Returns the
-    signed start velocity and the residuals."""
+    frame-to-frame speed and the path starts at the first position, in whichever sense fits
+    better (an object may meet a wall within its first frames). Returns the signed start
+    velocity and the residuals."""
     if len(t) < 3 or hi - lo < 1e-6:
         return 0.0, np.zeros(0)
-    speeds = np.abs(np.diff(v)) / np.maximum(np.diff(t), 1e-9)
-    speed = float(np.median(speeds))
-    sense = 1.0 if v[min(2, len(v) - 1)] >= v[0] else -1.0
+    speed = float(np.median(np.abs(np.diff(v)) / np.maximum(np.diff(t), 1e-9)))
     start = float(np.clip(v[0], lo, hi))
-    # the unfolded start that folds to v[0] moving in `sense`
-    unfolded = start if sense > 0 else 2 * hi - start
-    predicted = _fold(unfolded + speed * (t - t[0]), lo, hi)
-    return sense * speed, v - predicted
+    fits = []
+    for sense, unfolded in ((1.0, start), (-1.0, 2 * hi - start)):
+        # moving down the fold means starting on its way back from hi
+        residual = v - _fold(unfolded + speed * (t - t[0]), lo, hi)
+        fits.append((float(np.mean(residual**2)), sense, residual))
+    _, sense, residual = min(fits, key=lambda fit: fit[0])
+    return sense * speed, residual
 
 
 def _bounce_scores(
@@ -503,23 +542,29 @@ def _ballistic_scores(
     # 1. direction
     first_flight = slice(0, min(8, contacts[0] if len(contacts) else len(m)))
     start = _start_velocity(m.t[first_flight], m.x[first_flight], m.y[first_flight])
+    if abs(obj.velocity[0]) > 1e-6:  # x may reflect off a wall within the first frames
+        start[0] = _reflected_path(m.t, m.x, m.half_width, m.width_units - m.half_width)[0]
     dropped = math.hypot(*obj.velocity) <= 0.05
     if dropped:
-        heading = 1.0 if start[1] > 0 or (len(contacts) and contacts[0] <= 1) else 0.0
+        # released from rest: its first clear vertical move (0.02 short sides) is down
+        moved = np.flatnonzero(np.abs(m.y - m.y[0]) > 0.02)
+        heading = 1.0 if len(moved) and m.y[moved[0]] > m.y[0] else 0.0
     else:
         heading = _direction_match(start, obj.velocity)
     # 2. trajectory; contact frames belong to neither flight (the bounce is between frames)
     edges = [-1, *contacts.tolist(), len(m)]
     accelerations, weights = [], []
     for a, b in itertools.pairwise(edges):
-        if b - a - 1 >= 5:
-            flight = slice(a + 1, b)
-            accelerations.append(2 * np.polyfit(m.t[flight], m.y[flight], 2)[0])
-            weights.append(b - a - 1)
+        # a gap in the whole frames may hide a contact: fit each unbroken run on its own
+        for run in _unbroken(m.frames, a + 1, b):
+            if len(run) >= 5:
+                accelerations.append(2 * np.polyfit(m.t[run], m.y[run], 2)[0])
+                weights.append(len(run))
     g = scene.gravity
     gravity_items = [math.exp(-(((acc - g) / (0.15 * g)) ** 2)) for acc in accelerations]
     gravity = float(np.average(gravity_items, weights=weights)) if gravity_items else 0.0
-    wanted_bounces = _bounce_count(expected.y[index], float(expected.y[index].max()), tolerance)
+    wanted_y = expected.y[index][m.frames]  # the spec's path over the frames seen whole
+    wanted_bounces = _bounce_count(wanted_y, float(expected.y[index].max()), tolerance)
     bounces = math.exp(-abs(_bounce_count(m.y, ground, tolerance) - wanted_bounces))
     apexes = [m.y[a:b].min() for a, b in itertools.pairwise(edges[1:]) if b - a >= 3]
     heights = ground - np.array(apexes)
@@ -534,6 +579,14 @@ def _ballistic_scores(
         "losing_height": losing,
         "horizontal": _fit_error(rx, 0.01),
     }
+
+
+def _unbroken(frames: np.ndarray, start: int, stop: int) -> list[np.ndarray]:
+    """Index runs within [start, stop) whose frame numbers follow one another."""
+    if stop <= start:
+        return []
+    breaks = np.flatnonzero(np.diff(frames[start:stop]) > 1) + 1
+    return np.split(np.arange(start, stop), breaks)
 
 
 def _start_velocity(t: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -577,9 +630,10 @@ def _collision_scores(
     if pair[1] is None:
         return {"partner": 0.0}, {"partner": 0.0}
     ma, mb = _Motion(pair[0], seen, obj), _Motion(pair[1], seen, scene.objects[other])
+    heading = _collision_heading(obj, ma)
     common = np.intersect1d(ma.frames, mb.frames)
     if len(common) < 8:
-        return {"together": 0.0}, {"together": 0.0}
+        return heading, {"together": 0.0}
     xa = np.interp(common, ma.frames, ma.x)
     xb = np.interp(common, mb.frames, mb.x)
     t = common / seen.fps
@@ -587,6 +641,9 @@ def _collision_scores(
     split = int(np.clip(np.argmin(gap), 3, len(t) - 4))
     # the frames either side of the closest approach may straddle the contact
     before, after = slice(0, split - 1), slice(split + 2, len(t))
+    if split - 1 < 3 or len(t) - split - 2 < 3:
+        # the pair is not seen together on both sides of a meeting: nothing to weigh
+        return heading, {}
     fits = {}
     for name, x in (("a", xa), ("b", xb)):
         _, v0, r0 = _line_fit(t[before], x[before])
@@ -600,45 +657,73 @@ def _collision_scores(
     momentum = math.exp(-abs(momentum_after - momentum_before) / (0.2 * scale))
     closing = va0 - vb0
     elastic = math.exp(-abs((va1 - vb1) + closing) / (0.25 * abs(closing) + 1e-9))
-    wanted = (obj.velocity[0] if obj.motion == "linear" else 0.0, 0.0)
-    if obj.motion == "still":
-        direction = math.exp(-max(0.0, abs(va0) - 0.02) / 0.05)
-    else:
-        direction = _direction_match(np.array([va0, 0.0]), wanted)
-    return {"heading": direction}, {
+    return heading, {
         "straight": _fit_error(ra, 0.01),
         "momentum": momentum,
         "elastic": elastic,
     }
 
 
-def _spin_scores(
+def _collision_heading(obj: ObjectSpec, m: _Motion) -> dict[str, float]:
+    """Before a collision: a still object stays put, a moving one heads the spec's way
+    (from a line through its first six whole frames)."""
+    first = slice(0, min(6, len(m)))
+    velocity = np.polyfit(m.t[first], m.x[first], 1)[0]
+    if obj.motion == "still":
+        return {"stays": math.exp(-max(0.0, abs(velocity) - 0.02) / 0.05)}
+    return {"heading": _direction_match(np.array([velocity, 0.0]), (obj.velocity[0], 0.0))}
+
+
+def _rotation_rate(
     obj: ObjectSpec, angles: tuple[np.ndarray, np.ndarray], fps: float
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Rotation from the best-matching template angle in consecutive whole frames. A turn is
-    only known modulo the shape's symmetry, so each frame-to-frame change is wrapped into half
-    a symmetry period either way (spins up to that much per frame are unambiguous)."""
+) -> tuple[float, float] | None:
+    """Turning rate and its wobble (radians per second) from the best-matching template angle
+    in consecutive whole frames; None for a shape whose turning cannot be seen. A turn is only
+    known modulo the shape's symmetry, so each frame-to-frame change is wrapped into half a
+    symmetry period either way (spins up to that much per frame are unambiguous)."""
     frames, angle = angles
     period = SYMMETRY[obj.shape]
     if period is None or len(angle) < 4:
-        return {}, {}
-    consecutive = np.diff(frames) == 1
-    change = np.diff(angle)[consecutive]
+        return None
+    change = np.diff(angle)[np.diff(frames) == 1]
     change = (change + period / 2) % period - period / 2
     if len(change) < 3:
-        return {}, {}
+        return None
     typical = np.median(change)
     spread = float(np.median(np.abs(change - typical)))
     kept = change[np.abs(change - typical) <= 3 * spread + math.radians(ROTATION_STEP_DEG)]
-    rate = float(np.mean(kept)) * fps
-    wobble = spread * fps
-    if obj.spin == 0:
-        return {"no_spin": math.exp(-max(0.0, abs(rate) - 0.1) / 0.5)}, {}
+    return float(np.mean(kept)) * fps, spread * fps
+
+
+def _spin_scores(obj: ObjectSpec, rotation: tuple[float, float] | None) -> tuple[dict, dict]:
+    """A spinning object turns the spec's way, at about its rate, steadily."""
+    if obj.spin == 0 or rotation is None:
+        return {}, {}
+    rate, wobble = rotation
     sense = 1.0 if np.sign(rate) == np.sign(obj.spin) else 0.0
-    ratio = abs(rate) / abs(obj.spin)
-    speed = math.exp(-abs(math.log(max(ratio, 1e-6))) / 0.3)
+    speed = math.exp(-abs(math.log(max(abs(rate) / abs(obj.spin), 1e-6))) / 0.3)
     steady = math.exp(-max(0.0, wobble / abs(obj.spin) - 0.15) / 0.3)
     return {"spin_sense": sense}, {"spin_rate": speed, "spin_steady": steady}
+
+
+def _travel_scores(
+    obj: ObjectSpec, index: int, m: _Motion, expected: Expected
+) -> tuple[dict[str, float], dict[str, float]]:
+    """An object the spec moves must move, about as far: the extent of its path (the diagonal
+    of the box around its positions) against the spec's over the same frames."""
+    if len(m) < 2:
+        return {}, {}
+    wanted = _extent(expected.x[index][m.frames], expected.y[index][m.frames])
+    if wanted < 0.05:
+        return {}, {}
+    seen = _extent(m.x, m.y)
+    moves = float(np.clip(seen / (0.5 * wanted), 0.0, 1.0))
+    ratio = abs(math.log(max(seen, 1e-6) / wanted))
+    return {"moves": moves}, {"travel": math.exp(-max(0.0, ratio - math.log(1.5)) / 0.5)}
+
+
+def _extent(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.hypot(np.ptp(x), np.ptp(y)))
 
 
 def _growth_scores(obj: ObjectSpec, m: _Motion) -> tuple[dict[str, float], dict[str, float]]:
@@ -663,7 +748,7 @@ def _pan_scores(scene: SceneSpec, seen: Observation) -> tuple[dict[str, float], 
     _, rate, _ = _line_fit(t, seen.camera / seen.short_side)
     wanted = scene.camera_pan
     if wanted == 0:
-        return {"camera_still": math.exp(-max(0.0, abs(rate) - 0.01) / 0.03)}, {}
+        return {}, {}  # a camera that should stand still: see background_stability
     sense = 1.0 if np.sign(rate) == np.sign(wanted) else 0.0
     speed = math.exp(-abs(math.log(max(abs(rate) / abs(wanted), 1e-6))) / 0.3)
     return {"pan_sense": sense}, {"pan_rate": speed}
@@ -672,42 +757,52 @@ def _pan_scores(scene: SceneSpec, seen: Observation) -> tuple[dict[str, float], 
 # ---- permanence, consistency, background -------------------------------------------------------
 
 
-def _overlaps(track: Track, box: tuple[float, float, float, float], frame: int, pad: float) -> bool:
-    if not track.present[frame]:
-        return False
-    left, right, top, bottom = box
-    return not (
-        track.right[frame] + pad < left
-        or track.left[frame] - pad > right
-        or track.bottom[frame] + pad < top
-        or track.top[frame] - pad > bottom
-    )
-
-
 def _permanence_score(track: Track, others: list[Track | None], seen: Observation) -> float:
-    """Missing frames are explained when, where the object was last (or next) seen, another
-    object stands in front, or the object was at the frame's edge. Unexplained missing frames
+    """Missing frames are explained when the object would be behind another object there, or
+    off the frame: its position then is interpolated between where it was last and next seen
+    (or carried on at its last velocity when it never comes back). Unexplained missing frames
     cost twice their share of the clip."""
-    present = track.present
-    t = len(present)
-    seen_frames = np.flatnonzero(present)
+    seen_frames = np.flatnonzero(track.present)
     if len(seen_frames) == 0:
         return 0.0
     unexplained = 0
+    for run in _missing_runs(track.present):
+        for frame in run:
+            x, y = _predicted_position(track, seen_frames, frame)
+            if not _explained(x, y, frame, others, seen):
+                unexplained += 1
+    return max(0.0, 1.0 - 2.0 * unexplained / len(track.present))
+
+
+def _predicted_position(track: Track, seen_frames: np.ndarray, frame: int) -> tuple[float, float]:
+    """Where a missing object should be at `frame`, from the frames it is seen in."""
+    before, after = seen_frames[seen_frames < frame], seen_frames[seen_frames > frame]
+    if len(before) and len(after):
+        a, b = before[-1], after[0]
+        w = (frame - a) / (b - a)
+        return (1 - w) * track.x[a] + w * track.x[b], (1 - w) * track.y[a] + w * track.y[b]
+    known = before[-2:] if len(before) else after[:2]
+    if len(known) < 2:
+        return track.x[known[0]], track.y[known[0]]
+    a, b = known
+    vx, vy = (track.x[b] - track.x[a]) / (b - a), (track.y[b] - track.y[a]) / (b - a)
+    return track.x[b] + vx * (frame - b), track.y[b] + vy * (frame - b)
+
+
+def _explained(
+    x: float, y: float, frame: int, others: list[Track | None], seen: Observation
+) -> bool:
+    """Off the frame, or inside the box of another object seen in that frame."""
     pad = 2.0
-    for run in _missing_runs(present):
-        anchor = run[0] - 1 if run[0] > 0 else run[-1] + 1
-        box = (track.left[anchor], track.right[anchor], track.top[anchor], track.bottom[anchor])
-        at_edge = (
-            box[0] <= pad
-            or box[2] <= pad
-            or box[1] >= seen.width - pad
-            or box[3] >= seen.height - pad
-        )
-        covered = sum(any(o is not None and _overlaps(o, box, f, pad) for o in others) for f in run)
-        if not at_edge:
-            unexplained += len(run) - covered
-    return max(0.0, 1.0 - 2.0 * unexplained / t)
+    if not (0 <= x < seen.width and 0 <= y < seen.height):
+        return True
+    for other in others:
+        if other is None or not other.present[frame]:
+            continue
+        inside_x = other.left[frame] - pad <= x <= other.right[frame] + pad
+        if inside_x and other.top[frame] - pad <= y <= other.bottom[frame] + pad:
+            return True
+    return False
 
 
 def _missing_runs(present: np.ndarray) -> list[list[int]]:
@@ -722,8 +817,12 @@ def _missing_runs(present: np.ndarray) -> list[list[int]]:
     return runs
 
 
-def _consistency_score(track: Track, obj: ObjectSpec, m: _Motion) -> float:
-    """Colour steady frame to frame, size steady (or growing smoothly), no jumps in position."""
+def _consistency_score(
+    track: Track, obj: ObjectSpec, m: _Motion, rotation: tuple[float, float] | None
+) -> float:
+    """Colour steady frame to frame, size steady (or growing smoothly), no jumps in position
+    (nor frames where the object is lost to one), and no turning for an object the spec
+    does not spin."""
     colors = track.frame_color[track.present]
     drift = np.linalg.norm(colors - np.median(colors, axis=0), axis=1)
     color = math.exp(-max(0.0, float(np.mean(drift)) - 3.0) / 8.0)
@@ -731,16 +830,50 @@ def _consistency_score(track: Track, obj: ObjectSpec, m: _Motion) -> float:
         log_area = np.log(m.area)
         spread = log_area - np.median(log_area) if obj.growth == 0 else _line_fit(m.t, log_area)[2]
         size = math.exp(-max(0.0, float(np.median(np.abs(spread))) - 0.03) / 0.05)
-        steps = np.hypot(np.diff(m.x), np.diff(m.y)) / np.maximum(np.diff(m.frames), 1)
-        jumps = steps > 4 * np.median(steps) + 0.02
-        smooth = math.exp(-float(np.mean(jumps)) / 0.1)
+        smooth = _smoothness(m)
     else:
         size = smooth = 0.0
-    return float(np.mean([color, size, smooth]))
+    continuity = math.exp(-float(np.mean(track.jumped)) / 0.1)  # lost to a jump
+    items = [color, size, smooth, continuity]
+    if obj.spin == 0 and rotation is not None:
+        items.append(math.exp(-max(0.0, abs(rotation[0]) - 0.1) / 0.5))
+    return float(np.mean(items))
 
 
-def _background_score(seen: Observation) -> float:
-    """Brightness steady over time and the background close to its model (no noise)."""
+def _smoothness(m: _Motion) -> float:
+    """How rarely the path doubles back: over each pair of steps between consecutive frames,
+    the straight distance over the sum of the two steps is near 1 for any smooth motion (an
+    orbit too) and falls only at a bounce; frames out of order make it fall everywhere. Pairs
+    where the object hardly moves (under 0.02 short sides) are left out; up to 15% of the
+    pairs may turn back (the bounces)."""
+    consecutive = np.flatnonzero(
+        (m.frames[1:-1] - m.frames[:-2] == 1) & (m.frames[2:] - m.frames[1:-1] == 1)
+    )
+    if len(consecutive) < 3:
+        return 1.0
+    before = np.hypot(
+        m.x[consecutive + 1] - m.x[consecutive], m.y[consecutive + 1] - m.y[consecutive]
+    )
+    after = np.hypot(
+        m.x[consecutive + 2] - m.x[consecutive + 1], m.y[consecutive + 2] - m.y[consecutive + 1]
+    )
+    across = np.hypot(
+        m.x[consecutive + 2] - m.x[consecutive], m.y[consecutive + 2] - m.y[consecutive]
+    )
+    moving = before + after > 0.02
+    if moving.sum() < 3:
+        return 1.0
+    turned = (across[moving] / (before + after)[moving]) < 0.5
+    return math.exp(-max(0.0, float(np.mean(turned)) - 0.15) / 0.1)
+
+
+def _background_score(seen: Observation, scene: SceneSpec) -> float:
+    """Brightness steady over time, the background close to its model (no noise), and a
+    camera that moves only when the spec pans it (seen on a tiled floor)."""
     steady = math.exp(-max(0.0, float(np.std(seen.gain)) - 0.005) / 0.02)
     clean = math.exp(-max(0.0, float(np.median(seen.residual)) - 3.0) / 4.0)
-    return float(np.mean([steady, clean]))
+    items = [steady, clean]
+    if scene.background.kind == "sky_floor" and scene.camera_pan == 0 and seen.frames >= 3:
+        rate = np.polyfit(np.arange(seen.frames) / seen.fps, seen.camera / seen.short_side, 1)[0]
+        items.append(math.exp(-max(0.0, abs(rate) - 0.01) / 0.03))
+    return float(np.mean(items))

@@ -17,6 +17,7 @@ what a viewer would be told (whether the background has a floor, and where), and
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,12 +28,16 @@ from scipy import ndimage
 from kinetoscope.world import vocab
 
 LEVELS = 16  # colour quantisation per channel for histogram modes
+SATURATED = 254.0  # channel values this high may have been clipped at 255
 DETECT = 30.0  # minimum background distance (sRGB levels, after blur) of a foreground pixel
+MAX_STEP = 0.08  # short sides an object may move between frames and still be followed
 FLAT_RANGE = 24.0  # core pixels vary less than this (sRGB levels) over their 3x3 neighbourhood
 CLUSTER_RADIUS = 60.0  # colours within this distance of a cluster centre belong to it
 DESCRIPTOR_SIZE = 33  # outline pictures are DESCRIPTOR_SIZE^2 samples ...
 DESCRIPTOR_EXTENT = 1.8  # ... spanning +-this many radii around the centroid
 _EIGHT = np.ones((3, 3), dtype=bool)
+_FRAMEWISE = np.zeros((3, 3, 3), dtype=bool)  # 8-connected within a frame, never across frames
+_FRAMEWISE[1] = True
 
 
 @dataclass
@@ -51,6 +56,7 @@ class Track:
     isolated: np.ndarray  # (T,) bool: alone (no other object near), single, off the edges
     at_edge: np.ndarray  # (T,) bool: touches the frame's border
     duplicated: np.ndarray  # (T,) bool: a second component as large as half the first
+    jumped: np.ndarray  # (T,) bool: something of its colour was there, but out of its reach
     frame_color: np.ndarray  # (T, 3) mean colour of its core pixels in the raw frames
     outline: np.ndarray  # (T, S, S) scale-normalised coverage around the centroid
 
@@ -81,27 +87,33 @@ def observe(frames: np.ndarray | torch.Tensor, fps: float, floor: float | None) 
     raw = np.asarray(frames, dtype=np.float32)
     t, h, w, _ = raw.shape
     # 1. background model
-    rows = _row_background(raw)  # (H, 3)
-    gain = _gain(raw, rows)  # (T,)
+    gain = _gain(raw)  # (T,)
     norm = raw / gain[:, None, None, None]
+    rows = _row_background(norm, unsaturated=raw.max(axis=-1) < SATURATED)  # (H, 3)
     floor_rows = _floor_rows(h, min(h, w), floor)
     profile = _floor_profile(norm, rows, floor_rows)  # (T, W, 3)
     model = np.broadcast_to(rows[None, :, None, :], raw.shape).copy()
     if floor_rows is not None:
         model[:, floor_rows] += profile[:, None]
+    # a brighter frame clips at 255: predict that, so a white background stays background
+    scale = gain[:, None, None, None]
+    model = np.minimum(model * scale, 255.0) / scale
     camera = _camera_from_profile(profile, min(h, w)) if floor_rows is not None else np.zeros(t)
     # 2. foreground
+    # the blur tames noise; the model is blurred alike, or sharp background edges (the floor
+    # line) would differ from their blurred selves and pass for objects
     blurred = ndimage.uniform_filter(norm, size=(1, 3, 3, 1), mode="nearest")
-    distance = np.linalg.norm(blurred - model, axis=-1)  # (T, H, W)
+    blurred_model = ndimage.uniform_filter(model, size=(1, 3, 3, 1), mode="nearest")
+    distance = np.sqrt(_dot(blurred - blurred_model, blurred - blurred_model))  # (T, H, W)
     foreground = distance > DETECT
     residual = _background_residual(norm, model, foreground)
     # 3. objects
     core = _core(foreground, blurred)
     colors = _cluster_colors(blurred[core], min_mass=_min_area(min(h, w)) * max(2, t // 8))
-    labels = _assign(blurred, model, foreground, colors)  # (T, H, W) int, -1 background
+    labels = _assign(blurred, blurred_model, foreground, colors)  # (T, H, W) int, -1 background
     # 4. tracks
     tracks = [
-        _track(k, color, labels, norm, model, raw, core, min(h, w))
+        _track(k, color, labels, norm, model, blurred, blurred_model, raw, core, min(h, w))
         for k, color in enumerate(colors)
     ]
     return Observation(
@@ -119,34 +131,66 @@ def observe(frames: np.ndarray | torch.Tensor, fps: float, floor: float | None) 
 # ---- background ------------------------------------------------------------------------------
 
 
-def _row_background(raw: np.ndarray) -> np.ndarray:
+def _row_background(norm: np.ndarray, unsaturated: np.ndarray) -> np.ndarray:
     """Each row's background colour over the clip (H, 3): of a few candidates (the row's
     median and the centres of its fullest coarse-histogram bins), the one with the most
     pixels near it. Counting support, not bin height, matters: compression spreads a row's
-    colour over neighbouring bins, and a large object's one colour could win a plain mode."""
-    t, h, w, _ = raw.shape
-    by_row = raw.transpose(1, 0, 2, 3).reshape(h, t * w, 3)
+    colour over neighbouring bins, and a large object's one colour could win a plain mode.
+    Up to 16 frames spread over the clip are enough to see it. Clipped pixels (`unsaturated`
+    false, (T, H, W)) are left out while a row has enough others."""
+    t, h, _, _ = norm.shape
+    chosen = np.unique(np.linspace(0, t - 1, min(t, 16)).round().astype(int))
+    by_row = np.ascontiguousarray(norm[chosen].transpose(1, 0, 2, 3)).reshape(h, -1, 3)
+    usable = np.ascontiguousarray(unsaturated[chosen].transpose(1, 0, 2)).reshape(h, -1)
+    usable |= usable.sum(axis=1, keepdims=True) < usable.shape[1] // 8
+    weight = usable.astype(np.float32)
     step = 256 // LEVELS
-    q = (by_row // step).astype(np.int64)
-    key = (q[..., 0] * LEVELS + q[..., 1]) * LEVELS + q[..., 2]  # (H, T*W)
+    q = np.clip(by_row // step, 0, LEVELS - 1).astype(np.int64)
+    key = (q[..., 0] * LEVELS + q[..., 1]) * LEVELS + q[..., 2]  # (H, n)
     bins = LEVELS**3
-    hist = np.bincount((np.arange(h)[:, None] * bins + key).ravel(), minlength=h * bins)
-    top = np.argsort(hist.reshape(h, bins), axis=1)[:, -3:]  # (H, 3)
+    flat = (np.arange(h)[:, None] * bins + key).ravel()
+    hist = np.bincount(flat, weights=weight.ravel(), minlength=h * bins)
+    hist = hist.reshape(h, bins)
+    top = np.empty((h, 3), dtype=np.int64)
+    for k in range(3):  # the three fullest bins of each row
+        top[:, k] = hist.argmax(axis=1)
+        hist[np.arange(h), top[:, k]] = -1
     centres = (
         np.stack([top // (LEVELS * LEVELS), (top // LEVELS) % LEVELS, top % LEVELS], axis=-1) * step
         + step / 2
     )  # (H, 3, 3)
-    candidates = np.concatenate([np.median(by_row, axis=1)[:, None], centres], axis=1)
-    candidates = np.stack([_refine(by_row, candidates[:, k]) for k in range(4)], axis=1)
+    median = np.stack(
+        [_nanmedian_rows(np.where(usable, by_row[..., c], np.nan)) for c in range(3)], axis=-1
+    )
+    candidates = np.concatenate([median[:, None], centres], axis=1)
+    candidates = np.stack([_refine(by_row, weight, candidates[:, k]) for k in range(4)], axis=1)
     support = np.stack(
-        [(np.abs(by_row - candidates[:, k, None]).max(-1) <= 12).sum(1) for k in range(4)], 1
+        [((_max_abs(by_row, candidates[:, k, None]) <= 12) * weight).sum(1) for k in range(4)],
+        axis=1,
     )  # (H, 4)
     return candidates[np.arange(h), support.argmax(axis=1)]
 
 
-def _refine(by_row: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """The mean of each row's pixels within 1.5 coarse bins of a centre (H, 3)."""
-    near = (np.abs(by_row - centre[:, None]).max(axis=-1) <= 1.5 * 256 / LEVELS)[..., None]
+def _max_abs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """max over the colour channels of |a - b| (faster than reducing a length-3 axis)."""
+    d = np.abs(a - b)
+    return np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2])
+
+
+def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Dilate a (T, H, W) mask by `pixels` within each frame (8-connected: a square)."""
+    size = 2 * pixels + 1
+    return ndimage.maximum_filter(mask, size=(1, size, size))
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Dot product over the colour channels (the last axis, of length 3)."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
+def _refine(by_row: np.ndarray, weight: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """The mean of each row's usable pixels within 1.5 coarse bins of a centre (H, 3)."""
+    near = ((_max_abs(by_row, centre[:, None]) <= 1.5 * 256 / LEVELS) * weight)[..., None]
     return (by_row * near).sum(axis=1) / np.maximum(near.sum(axis=1), 1)
 
 
@@ -154,16 +198,30 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
-def _gain(raw: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Per-frame brightness relative to the background: ratio of luma sums over the pixels
-    that look like background (within 30% of it)."""
-    frame_luma = _luma(raw)  # (T, H, W)
-    model_luma = np.broadcast_to(_luma(rows)[None, :, None], frame_luma.shape)
-    near = np.abs(frame_luma - model_luma) < 0.3 * model_luma + 15
-    num = (frame_luma * near).sum(axis=(1, 2))
-    den = (model_luma * near).sum(axis=(1, 2))
-    gain = np.where(den > 0, num / np.maximum(den, 1e-6), 1.0)
-    return gain.astype(np.float32)
+def _gain(raw: np.ndarray) -> np.ndarray:
+    """Per-frame brightness relative to the clip's median frame (T,): the median ratio of
+    channel values over those that are neither dark (noisy ratios) nor saturated (clipped).
+    A global brightness change scales every pixel alike, objects included, so moving objects
+    are the only outliers and the median ignores them."""
+    frames = raw[np.unique(np.linspace(0, len(raw) - 1, min(len(raw), 16)).round().astype(int))]
+    reference = np.median(frames, axis=0)  # (H, W, 3)
+    usable = (reference > 20) & (raw < SATURATED) & (raw > 5)  # (T, H, W, 3)
+    ratio = np.where(usable, raw / np.maximum(reference, 1e-6), np.nan).reshape(len(raw), -1)
+    gain = _nanmedian_rows(ratio)
+    # a frame bright enough to clip nearly everything: clipped values say only that the gain
+    # is at least 255 / reference, and that bound predicts them exactly
+    clipped = ((raw >= SATURATED) & (reference > 20)).reshape(len(raw), -1)
+    bound = _nanmedian_rows(np.where(clipped, 255.0 / np.maximum(reference, 1e-6).ravel(), np.nan))
+    mostly_clipped = usable.reshape(len(raw), -1).mean(axis=1) < 0.1
+    gain = np.where(mostly_clipped & np.isfinite(bound), bound, gain)
+    return np.where(np.isfinite(gain), gain, 1.0).astype(np.float32)
+
+
+def _nanmedian_rows(values: np.ndarray) -> np.ndarray:
+    """Median of each row ignoring NaN; NaN (without a warning) for a row of NaN only."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(values, axis=1)
 
 
 def _floor_rows(height: int, short_side: int, floor: float | None) -> np.ndarray | None:
@@ -203,9 +261,10 @@ def _camera_from_profile(profile: np.ndarray, short_side: int) -> np.ndarray:
 
 def _background_residual(norm: np.ndarray, model: np.ndarray, foreground: np.ndarray) -> np.ndarray:
     """Mean distance from the model of pixels well away from any foreground, per frame."""
-    near_objects = ndimage.binary_dilation(foreground, structure=_EIGHT[None], iterations=2)
+    near_objects = _grow(foreground, 2)
     away = ~near_objects
-    distance = np.abs(norm - model).mean(axis=-1)
+    difference = np.abs(norm - model)
+    distance = _dot(difference, np.ones(3, np.float32)) / 3
     return (distance * away).sum(axis=(1, 2)) / np.maximum(away.sum(axis=(1, 2)), 1)
 
 
@@ -226,7 +285,7 @@ def _core(foreground: np.ndarray, blurred: np.ndarray) -> np.ndarray:
     spread = ndimage.maximum_filter(blurred, size=(1, 3, 3, 1)) - ndimage.minimum_filter(
         blurred, size=(1, 3, 3, 1)
     )
-    return inner & (spread.max(axis=-1) < FLAT_RANGE)
+    return inner & (_max_abs(spread, np.zeros(3, np.float32)) < FLAT_RANGE)
 
 
 def _cluster_colors(samples: np.ndarray, min_mass: float) -> list[np.ndarray]:
@@ -239,7 +298,7 @@ def _cluster_colors(samples: np.ndarray, min_mass: float) -> list[np.ndarray]:
     colors: list[np.ndarray] = []
     remaining = samples
     while len(remaining) >= max(min_mass, 1):
-        q = (remaining // step).astype(np.int64)
+        q = np.clip(remaining // step, 0, LEVELS - 1).astype(np.int64)
         key = (q[:, 0] * LEVELS + q[:, 1]) * LEVELS + q[:, 2]
         best = np.bincount(key, minlength=LEVELS**3).argmax()
         centre = (
@@ -281,8 +340,9 @@ def _assign(
     costs = []
     for color in colors:
         u = color[None] - back  # (P, 3)
-        a = (diff * u).sum(-1) / np.maximum((u * u).sum(-1), 1e-6)
-        miss = np.linalg.norm(diff - a[:, None] * u, axis=-1)
+        a = _dot(diff, u) / np.maximum(_dot(u, u), 1e-6)
+        off = diff - a[:, None] * u
+        miss = np.sqrt(_dot(off, off))
         costs.append(np.where((a > 0.2) & (a < 1.2), miss, np.inf))
     costs = np.stack(costs, axis=1)  # (P, K)
     best = costs.argmin(axis=1)
@@ -297,48 +357,119 @@ def _track(
     labels: np.ndarray,
     norm: np.ndarray,
     model: np.ndarray,
+    blurred: np.ndarray,
+    blurred_model: np.ndarray,
     raw: np.ndarray,
     core: np.ndarray,
     short_side: int,
 ) -> Track:
-    track = _empty_track(color, labels.shape[0])
-    t = labels.shape[0]
-    min_area = _min_area(short_side)
-    others = (labels >= 0) & (labels != k)
-    previous: tuple[float, float] | None = None
-    for i in range(t):
-        mine = labels[i] == k
-        if not mine.any():
-            continue
-        components, count = ndimage.label(mine, structure=_EIGHT)
-        sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
-        large = np.flatnonzero(sizes >= min_area)
-        if len(large) == 0:
-            continue
-        chosen = _follow(components, large, sizes, previous)
-        main = components == chosen + 1
-        alpha = _coverage(main, others[i], norm[i], model[i], color)
-        _measure_frame(track, i, alpha, main, others[i], raw[i], core[i])
-        rivals = sizes[large[large != chosen]]
-        track.duplicated[i] = bool((rivals >= 0.5 * sizes[chosen]).any())
-        track.isolated[i] &= not track.duplicated[i]
-        track.outline[i] = _outline(alpha, track.x[i], track.y[i], track.area[i])
-        previous = (track.x[i], track.y[i])
+    """Follow cluster k through the clip, all frames at once."""
+    t, h, w = labels.shape
+    track = _empty_track(color, t)
+    mine = labels == k
+    others = (labels >= 0) & ~mine
+    components, count = ndimage.label(mine, structure=_FRAMEWISE)
+    if count == 0:
+        return track
+    main, duplicated, jumped = _main_components(
+        components, count, _min_area(short_side), short_side
+    )
+    present = main.any(axis=(1, 2))
+    # coverage around the main component: the pixel's place between background and colour.
+    # Area and centroid come from the blurred frame (a box blur keeps both, within the region
+    # grown to hold its spread, and averages noise away); the outline from the sharp one.
+    region = _grow(main, 2) & ~others
+    alpha = _alpha(blurred, blurred_model, color, region)  # (T, H, W)
+    sharp = _alpha(norm, model, color, _grow(main, 1) & ~others)
+    area = alpha.sum(axis=(1, 2))
+    safe = np.maximum(area, 1e-6)
+    track.present = present
+    track.area = np.where(present, area, np.nan)
+    track.x = np.where(present, (alpha.sum(axis=1) * (np.arange(w) + 0.5)).sum(1) / safe, np.nan)
+    track.y = np.where(present, (alpha.sum(axis=2) * (np.arange(h) + 0.5)).sum(1) / safe, np.nan)
+    cols, rows = main.any(axis=1), main.any(axis=2)  # (T, W), (T, H)
+    track.left = np.where(present, cols.argmax(1), np.nan)
+    track.right = np.where(present, w - cols[:, ::-1].argmax(1), np.nan)
+    track.top = np.where(present, rows.argmax(1), np.nan)
+    track.bottom = np.where(present, h - rows[:, ::-1].argmax(1), np.nan)
+    track.at_edge = present & (cols[:, 0] | cols[:, -1] | rows[:, 0] | rows[:, -1])
+    near = _grow(main, 2) & others
+    track.duplicated = duplicated
+    track.jumped = jumped
+    track.isolated = present & ~track.at_edge & ~near.any(axis=(1, 2)) & ~duplicated
+    track.frame_color = _frame_colors(main, core, raw, present)
+    track.outline = _outlines(sharp, track.x, track.y, track.area, present)
     return track
 
 
-def _follow(
-    components: np.ndarray,
-    candidates: np.ndarray,
-    sizes: np.ndarray,
-    previous: tuple[float, float] | None,
-) -> int:
-    """The component that continues the track: nearest the last centroid, else the largest."""
-    if previous is None or len(candidates) == 1:
-        return int(candidates[np.argmax(sizes[candidates])])
-    centres = ndimage.center_of_mass(components > 0, components, candidates + 1)
-    distance = [np.hypot(cx + 0.5 - previous[0], cy + 0.5 - previous[1]) for cy, cx in centres]
-    return int(candidates[int(np.argmin(distance))])
+def _alpha(
+    frames: np.ndarray, model: np.ndarray, color: np.ndarray, region: np.ndarray
+) -> np.ndarray:
+    """Coverage (T, H, W) in [0, 1] within `region`: how far each pixel lies from the
+    background towards the object's colour."""
+    u = color - model  # (T, H, W, 3)
+    a = _dot(frames - model, u) / np.maximum(_dot(u, u), 1e-6)
+    return np.where(region, np.clip(a, 0.0, 1.0), 0.0)
+
+
+def _main_components(
+    components: np.ndarray, count: int, min_area: float, short_side: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame, the component that continues the track among those of at least min_area:
+    the largest at first, then the one nearest where the track was last seen, if it is within
+    reach (MAX_STEP short sides, or twice the recent step if that is more, per frame since);
+    none otherwise, so that an object hidden for a while is not swapped for a look-alike.
+    Also whether a rival at least half its size is there too. Returns the main mask
+    (T, H, W), duplicated (T,) and jumped (T,): frames with candidates all out of reach."""
+    t = components.shape[0]
+    ids = np.arange(1, count + 1)
+    flat = components.ravel()
+    sizes = np.bincount(flat, minlength=count + 1)[1:]
+    index = np.indices(components.shape).reshape(3, -1)  # frame, row, column of each pixel
+    centres = (
+        np.stack(
+            [np.bincount(flat, weights=axis, minlength=count + 1)[1:] for axis in index], axis=1
+        )
+        / np.maximum(sizes, 1)[:, None]
+    )  # (n, 3): frame, y, x
+    frame_of = centres[:, 0].round().astype(int)
+    chosen = np.zeros(t, dtype=np.int64)
+    duplicated = np.zeros(t, dtype=bool)
+    jumped = np.zeros(t, dtype=bool)
+    previous: np.ndarray | None = None
+    last_seen, step = -1, 0.0
+    for i in range(t):
+        candidates = np.flatnonzero((frame_of == i) & (sizes >= min_area))
+        if len(candidates) == 0:
+            continue
+        if previous is None:
+            pick = candidates[np.argmax(sizes[candidates])]
+        else:
+            distance = np.hypot(*(centres[candidates, 1:] - previous).T)
+            reach = 3.0 + (i - last_seen) * max(MAX_STEP * short_side, 2 * step)
+            if distance.min() > reach:
+                jumped[i] = True
+                continue
+            pick = candidates[np.argmin(distance)]
+            step = float(distance.min()) / (i - last_seen)
+        rivals = candidates[candidates != pick]
+        duplicated[i] = bool((sizes[rivals] >= 0.5 * sizes[pick]).any())
+        chosen[i] = ids[pick]
+        previous, last_seen = centres[pick, 1:], i
+    return np.isin(components, chosen[chosen > 0]), duplicated, jumped
+
+
+def _frame_colors(
+    main: np.ndarray, core: np.ndarray, raw: np.ndarray, present: np.ndarray
+) -> np.ndarray:
+    """Mean raw colour per frame of the main component's core pixels (all its pixels where
+    it has fewer than 4 core pixels); NaN where absent. (T, 3)"""
+    inner = main & core
+    pick = np.where((inner.sum(axis=(1, 2)) >= 4)[:, None, None], inner, main)
+    counts = pick.sum(axis=(1, 2))
+    sums = np.einsum("thw,thwc->tc", pick.astype(np.float32), raw)
+    colors = sums / np.maximum(counts, 1)[:, None]
+    return np.where(present[:, None], colors, np.nan)
 
 
 def _empty_track(color: np.ndarray, t: int) -> Track:
@@ -357,58 +488,31 @@ def _empty_track(color: np.ndarray, t: int) -> Track:
         isolated=np.zeros(t, bool),
         at_edge=np.zeros(t, bool),
         duplicated=np.zeros(t, bool),
+        jumped=np.zeros(t, bool),
         frame_color=np.full((t, 3), np.nan),
         outline=np.zeros((t, size, size), np.float32),
     )
 
 
-def _coverage(
-    main: np.ndarray, others: np.ndarray, norm: np.ndarray, model: np.ndarray, color: np.ndarray
+def _outlines(
+    alpha: np.ndarray, x: np.ndarray, y: np.ndarray, area: np.ndarray, present: np.ndarray
 ) -> np.ndarray:
-    """How much of each pixel (H, W) the object covers, 0-1, around its main component:
-    the pixel's position between the background and the object's colour."""
-    region = ndimage.binary_dilation(main, structure=_EIGHT) & ~others
-    u = color[None, None] - model  # (H, W, 3)
-    a = ((norm - model) * u).sum(-1) / np.maximum((u * u).sum(-1), 1e-6)
-    return np.where(region, np.clip(a, 0.0, 1.0), 0.0)
-
-
-def _measure_frame(
-    track: Track,
-    i: int,
-    alpha: np.ndarray,
-    main: np.ndarray,
-    others: np.ndarray,
-    raw: np.ndarray,
-    core: np.ndarray,
-) -> None:
-    h, w = alpha.shape
-    area = float(alpha.sum())
-    ys, xs = np.nonzero(main)
-    grid_y, grid_x = np.mgrid[0:h, 0:w]
-    track.present[i] = True
-    track.area[i] = area
-    track.x[i] = float((alpha * (grid_x + 0.5)).sum() / max(area, 1e-6))
-    track.y[i] = float((alpha * (grid_y + 0.5)).sum() / max(area, 1e-6))
-    track.left[i], track.right[i] = xs.min(), xs.max() + 1
-    track.top[i], track.bottom[i] = ys.min(), ys.max() + 1
-    inner = main & core
-    pick = inner if inner.sum() >= 4 else main
-    track.frame_color[i] = raw[pick].mean(axis=0)
-    near_others = ndimage.binary_dilation(main, structure=_EIGHT, iterations=2) & others
-    track.at_edge[i] = xs.min() == 0 or ys.min() == 0 or xs.max() == w - 1 or ys.max() == h - 1
-    track.isolated[i] = not track.at_edge[i] and not near_others.any()
-
-
-def _outline(alpha: np.ndarray, x: float, y: float, area: float) -> np.ndarray:
-    """Coverage resampled on a grid of +-DESCRIPTOR_EXTENT radii around the centroid, where the
-    radius is that of a circle of the same area: the same object at any size looks the same."""
-    h, w = alpha.shape
-    radius = np.sqrt(max(area, 1e-6) / np.pi)
-    steps = np.linspace(-DESCRIPTOR_EXTENT, DESCRIPTOR_EXTENT, DESCRIPTOR_SIZE) * radius
-    gx = (x + steps) / w * 2 - 1  # grid_sample's normalised coordinates, pixel edges at +-1
-    gy = (y + steps) / h * 2 - 1
-    grid = torch.stack(torch.meshgrid(torch.tensor(gy), torch.tensor(gx), indexing="ij")[::-1], -1)
-    picture = torch.tensor(alpha, dtype=torch.float32)[None, None]
-    sampled = F.grid_sample(picture, grid[None].float(), align_corners=False, padding_mode="zeros")
-    return sampled[0, 0].numpy()
+    """Coverage resampled on a grid of +-DESCRIPTOR_EXTENT radii around the centroid, where
+    the radius is that of a circle of the same area, so the same object at any size looks the
+    same. (T, S, S), zero where absent."""
+    t, h, w = alpha.shape
+    out = np.zeros((t, DESCRIPTOR_SIZE, DESCRIPTOR_SIZE), np.float32)
+    frames = np.flatnonzero(present)
+    if len(frames) == 0:
+        return out
+    radius = np.sqrt(np.maximum(area[frames], 1e-6) / np.pi)  # (F,)
+    steps = np.linspace(-DESCRIPTOR_EXTENT, DESCRIPTOR_EXTENT, DESCRIPTOR_SIZE)
+    gx = (x[frames, None] + steps * radius[:, None]) / w * 2 - 1  # (F, S) normalised coords
+    gy = (y[frames, None] + steps * radius[:, None]) / h * 2 - 1
+    grid = np.stack(np.broadcast_arrays(gx[:, None, :], gy[:, :, None]), axis=-1)  # (F, S, S, 2)
+    pictures = torch.from_numpy(alpha[frames, None].astype(np.float32))
+    sampled = F.grid_sample(
+        pictures, torch.from_numpy(grid.astype(np.float32)), align_corners=False
+    )
+    out[frames] = sampled[:, 0].numpy()
+    return out

@@ -11,7 +11,8 @@ continuous motion, and the captions and the judge can ask the same laws where an
              in progress at time t follows from a logarithm, without stepping
     orbit    centre + R (cos(phase + w t), sin(phase + w t))
     collision  two objects on one horizontal line exchange momentum elastically when their
-             outlines meet (1D, masses proportional to area)
+             outlines meet (1D, masses proportional to area; the contact distance is the
+             largest sum of the two half-widths at any height both outlines reach)
 
 Positions are in short sides from the frame's top-left corner (y down). Walls are the frame's
 edges at t = 0; the camera pan shifts what is on screen, not the world.
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor
 
 from kinetoscope.world import vocab
-from kinetoscope.world.shapes import geometry
+from kinetoscope.world.shapes import contact_distance, geometry
 from kinetoscope.world.spec import SceneSpec
 
 MOTION_CODE = {name: i for i, name in enumerate(vocab.MOTIONS)}
@@ -55,6 +56,7 @@ class PackedScenes:
     floor: Tensor
     seconds: Tensor
     collision: Tensor  # (B, 2) object indices, -1 where a scene has no collision
+    contact: Tensor  # (B,) centre distance at which the colliding pair touches
     active: Tensor
     motion: Tensor
     shape: Tensor
@@ -113,6 +115,7 @@ def pack(
         floor=tensor([s.floor_y * height for s in scenes]),
         seconds=tensor([s.seconds for s in scenes]),
         collision=tensor([list(s.collision or (-1, -1)) for s in scenes], torch.long),
+        contact=tensor([_contact(s) for s in scenes]),
         active=tensor([[i < len(s.objects) for i in range(slots)] for s in scenes], torch.bool),
         motion=tensor(rows["motion"], torch.long),
         shape=tensor(rows["shape"], torch.long),
@@ -120,6 +123,14 @@ def pack(
         color=tensor(colors, torch.float32),
         **{name: tensor(rows[name]) for name in _OBJECT_FIELDS if name not in _INT_FIELDS},
     )
+
+
+def _contact(scene: SceneSpec) -> float:
+    """Centre distance at which a scene's colliding pair touches (0 without a collision)."""
+    if scene.collision is None:
+        return 0.0
+    a, b = (scene.objects[i] for i in scene.collision)
+    return contact_distance(a.shape, vocab.SIZES[a.size], b.shape, vocab.SIZES[b.size])
 
 
 _INT_FIELDS = ("motion", "shape", "layer")
@@ -317,9 +328,9 @@ def _apply_collision(p: PackedScenes, x: Tensor, t: Tensor) -> Tensor:
     still = MOTION_CODE["still"]
     va = torch.where(p.motion[batch, ia] == still, 0.0, p.vx[batch, ia])
     vb = torch.where(p.motion[batch, ib] == still, 0.0, p.vx[batch, ib])
-    # contact when the gap between centres equals the two half widths
+    # contact when the centres are as far apart as the outlines' widest joint reach
     sign = torch.where(xa < xb, 1.0, -1.0)  # +1 when a is on the left
-    reach = p.half_width[batch, ia] + p.half_width[batch, ib]
+    reach = p.contact
     closing = (va - vb) * sign
     gap = (xb - xa) * sign - reach
     when = torch.where(

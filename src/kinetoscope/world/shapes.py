@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -188,6 +189,41 @@ def geometry(name: str) -> Geometry:
         down=float((-ys - distance).max()) / scale,
         outer=float((torch.sqrt(xs * xs + ys * ys) - distance).max()) / scale,
     )
+
+
+@functools.cache
+def width_profile(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Half-width of the normalised shape at each height: (heights, half_widths), heights
+    from -2 to 2 radii (maths axes, y up), zero where the shape does not reach. Each row's
+    edge is found between grid samples by interpolating the signed distance."""
+    xs = torch.linspace(0.0, 2.0, 801, dtype=torch.float64)
+    heights = torch.linspace(-2.0, 2.0, 1601, dtype=torch.float64)
+    y, x = torch.meshgrid(heights, xs, indexing="ij")
+    distance = shape_sdf(name, x, y).numpy()  # (rows, columns)
+    inside = distance <= 0
+    last = np.where(
+        inside.any(axis=1), inside.shape[1] - 1 - np.argmax(inside[:, ::-1], axis=1), -1
+    )
+    rows = np.arange(len(heights))
+    nxt = np.minimum(last + 1, len(xs) - 1)
+    d0, d1 = distance[rows, last], distance[rows, nxt]
+    step = float(xs[1] - xs[0])
+    fraction = np.where(d1 > d0, -d0 / np.maximum(d1 - d0, 1e-12), 0.0)
+    half = np.where(last >= 0, xs.numpy()[np.maximum(last, 0)] + fraction * step, 0.0)
+    return heights.numpy(), half
+
+
+def contact_distance(shape_a: str, radius_a: float, shape_b: str, radius_b: float) -> float:
+    """How far apart the centres of two unrotated shapes on one horizontal line are when
+    they touch side by side: the largest sum of their half-widths at any height both reach."""
+    heights_a, half_a = width_profile(shape_a)
+    heights_b, half_b = width_profile(shape_b)
+    top = min(heights_a.max() * radius_a, heights_b.max() * radius_b)
+    levels = np.linspace(-top, top, 2001)
+    wa = np.interp(levels / radius_a, heights_a, half_a) * radius_a
+    wb = np.interp(levels / radius_b, heights_b, half_b) * radius_b
+    both = (wa > 0) & (wb > 0)
+    return float((wa + wb)[both].max()) if both.any() else 0.0
 
 
 def shape_sdf(name: str, x: Tensor, y: Tensor) -> Tensor:

@@ -253,5 +253,9 @@ def _validate_collision(scene: SceneSpec) -> None:
     if a.y != b.y:
         raise SpecError("collision: the two objects must start at the same height (y)")
     left, right = (a, b) if a.x < b.x else (b, a)
-    if left.velocity[0] - right.velocity[0] <= 0:
+
+    def speed(obj: ObjectSpec) -> float:
+        return 0.0 if obj.motion == "still" else obj.velocity[0]
+
+    if speed(left) - speed(right) <= 0:
         raise SpecError("collision: the two objects must be moving towards each other")

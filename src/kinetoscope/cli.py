@@ -1,0 +1,304 @@
+"""The `kinetoscope` command: a thin layer that parses options into dataclasses and calls the
+library. Every error a user can cause is reported in one line, with exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from kinetoscope import __version__
+from kinetoscope.errors import KinetoscopeError
+
+console = Console(stderr=True)
+
+
+# ---- options ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    out: Path
+    seed: int = 0
+    spec: Path | None = None
+    width: int = 128
+    height: int = 128
+    fps: float = 16.0
+    seconds: float | None = None
+    spec_out: Path | None = None
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    video: Path
+    spec: Path | None = None
+    as_json: bool = False
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    out: Path = Path("demo")
+    seed: int = 3
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'WxH' -> (W, H), e.g. '224x128'."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 128x128, got {text!r}") from None
+    if width < 2 or height < 2:
+        raise argparse.ArgumentTypeError(f"size must be at least 2x2 pixels, got {text!r}")
+    return width, height
+
+
+# ---- commands --------------------------------------------------------------------------------
+
+
+def run_render(options: RenderOptions) -> int:
+    from kinetoscope.io.video import check_output_path, write_video
+    from kinetoscope.world.captions import caption
+    from kinetoscope.world.render import render
+    from kinetoscope.world.sampler import sample_scene
+
+    check_output_path(options.out)
+    if options.spec_out is not None:
+        _check_folder(options.spec_out)
+    aspect = options.width / options.height
+    if options.spec is not None:
+        scene = _read_spec(options.spec)
+        if options.seconds is not None:
+            scene = scene.with_seconds(options.seconds)
+    else:
+        scene = sample_scene(options.seed, aspect=aspect, seconds=options.seconds)
+    scene.validate()
+    with console.status("rendering"):
+        video = render(scene, options.width, options.height, options.fps)
+    text = caption(scene, style="long", seed=options.seed, aspect=aspect)
+    metadata = {"comment": text, "description": scene.to_json(indent=None)}
+    write_video(options.out, video, metadata=metadata)
+    if options.spec_out is not None:
+        _write_text(options.spec_out, scene.to_json() + "\n")
+    console.print(f"[green]wrote[/green] {options.out} ({video.num_frames} frames): {text}")
+    return 0
+
+
+def run_score(options: ScoreOptions) -> int:
+    from kinetoscope.io.video import read_metadata, read_video
+    from kinetoscope.world.judge import judge
+    from kinetoscope.world.spec import SceneSpec
+
+    if options.spec is not None:
+        scene = _read_spec(options.spec)
+    else:
+        stored = read_metadata(options.video).get("description")
+        if not stored:
+            raise KinetoscopeError(
+                f"{options.video} carries no scene spec; pass one with --spec spec.json"
+            )
+        scene = SceneSpec.from_json(stored)
+    video = read_video(options.video)
+    with console.status("judging"):
+        scores = judge(video.frames.numpy(), video.fps, scene)
+    if options.as_json:
+        print(json.dumps(scores.to_dict()))
+    else:
+        _print_scores(scores.to_dict(), title=str(options.video))
+    return 0
+
+
+def run_dataset(out: Path, config: object) -> int:
+    from kinetoscope.world.dataset import build_dataset, finished_indices
+
+    done = len(finished_indices(out))
+    with _progress() as progress:
+        task = progress.add_task("rendering clips", total=config.count, completed=done)
+        made = build_dataset(config, out, lambda n: progress.update(task, completed=n))
+    console.print(f"[green]{made} clips made[/green], {done} were already there: {out}")
+    return 0
+
+
+def run_demo(options: DemoOptions) -> int:
+    """The main job on a fresh machine: render a physics-world clip and judge it."""
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    clip, spec = out / "clip.mp4", out / "spec.json"
+    run_render(RenderOptions(out=clip, seed=options.seed, seconds=4.0, spec_out=spec))
+    from kinetoscope.io.video import read_video
+    from kinetoscope.world.judge import judge
+
+    video = read_video(clip)
+    with console.status("judging the clip against its spec"):
+        scores = judge(video.frames.numpy(), video.fps, _read_spec(spec)).to_dict()
+    _write_text(out / "scores.json", json.dumps(scores, indent=2) + "\n")
+    _print_scores(scores, title=f"judge scores for {clip}")
+    return 0
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def _read_spec(path: Path) -> object:
+    from kinetoscope.world.spec import SceneSpec
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KinetoscopeError(f"cannot read spec {path}: {exc.strerror}") from exc
+    try:
+        return SceneSpec.from_json(text)
+    except KinetoscopeError as exc:
+        raise KinetoscopeError(f"{path}: {exc}") from exc
+
+
+def _check_folder(path: Path) -> None:
+    if not path.parent.resolve().is_dir():
+        raise KinetoscopeError(f"{path}: the folder {path.parent} does not exist")
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a small text file atomically (temporary file, then rename)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise KinetoscopeError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def _print_scores(scores: dict[str, float], title: str) -> None:
+    table = Table(title=title)
+    table.add_column("dimension")
+    table.add_column("score", justify="right")
+    for name, value in scores.items():
+        style = "bold" if name == "overall" else ""
+        table.add_row(name, f"{value:.3f}", style=style)
+    Console().print(table)
+
+
+def _progress() -> Progress:
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+# ---- parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kinetoscope",
+        description="Open, self-hostable text-to-video, and the physics world it learns from.",
+    )
+    parser.add_argument("--version", action="version", version=f"kinetoscope {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="render a physics-world clip and judge it")
+    demo.add_argument("--out", type=Path, default=Path("demo"), help="output folder (demo/)")
+    demo.add_argument("--seed", type=int, default=3, help="which scene to render (3)")
+    demo.set_defaults(handler=lambda a: run_demo(DemoOptions(out=a.out, seed=a.seed)))
+
+    world = commands.add_parser("world", help="the procedural physics world")
+    world_commands = world.add_subparsers(dest="world_command", required=True, metavar="COMMAND")
+    _add_render(world_commands)
+    _add_dataset(world_commands)
+    _add_score(world_commands)
+    return parser
+
+
+def _add_render(commands: argparse._SubParsersAction) -> None:
+    render = commands.add_parser("render", help="render one scene to a video file")
+    render.add_argument("--seed", type=int, default=0, help="scene to sample (0)")
+    render.add_argument("--spec", type=Path, help="render this scene spec (JSON) instead")
+    render.add_argument("--size", type=parse_size, default=(128, 128), help="WxH (128x128)")
+    render.add_argument("--fps", type=float, default=16.0, help="frames per second (16)")
+    render.add_argument("--seconds", type=float, help="duration (default: the scene's own)")
+    render.add_argument("--out", type=Path, required=True, help="clip.mp4, .webm or .gif")
+    render.add_argument("--spec-out", type=Path, help="also write the scene spec (JSON) here")
+
+    def handle(a: argparse.Namespace) -> int:
+        width, height = a.size
+        return run_render(
+            RenderOptions(
+                out=a.out,
+                seed=a.seed,
+                spec=a.spec,
+                width=width,
+                height=height,
+                fps=a.fps,
+                seconds=a.seconds,
+                spec_out=a.spec_out,
+            )
+        )
+
+    render.set_defaults(handler=handle)
+
+
+def _add_dataset(commands: argparse._SubParsersAction) -> None:
+    dataset = commands.add_parser(
+        "dataset", help="render many captioned clips (resumable: rerun to continue)"
+    )
+    dataset.add_argument("--count", type=int, required=True, help="number of clips")
+    dataset.add_argument("--out", type=Path, required=True, help="dataset folder")
+    dataset.add_argument("--size", type=parse_size, default=(128, 128), help="WxH (128x128)")
+    dataset.add_argument("--fps", type=float, default=16.0, help="frames per second (16)")
+    dataset.add_argument("--seconds", type=float, help="duration (default: 1-4 s per clip)")
+    dataset.add_argument("--seed", type=int, default=0, help="clip i uses scene seed + i (0)")
+    dataset.add_argument("--batch", type=int, default=16, help="clips rendered together (16)")
+
+    def handle(a: argparse.Namespace) -> int:
+        from kinetoscope.world.dataset import DatasetConfig
+
+        width, height = a.size
+        config = DatasetConfig(
+            count=a.count,
+            width=width,
+            height=height,
+            fps=a.fps,
+            seconds=a.seconds,
+            seed=a.seed,
+            batch=a.batch,
+        )
+        return run_dataset(a.out, config)
+
+    dataset.set_defaults(handler=handle)
+
+
+def _add_score(commands: argparse._SubParsersAction) -> None:
+    score = commands.add_parser("score", help="judge a video against its scene spec")
+    score.add_argument("video", type=Path, help="the clip to judge")
+    score.add_argument("--spec", type=Path, help="scene spec (default: the one in the clip)")
+    score.add_argument("--json", action="store_true", help="print one JSON object")
+    score.set_defaults(
+        handler=lambda a: run_score(ScoreOptions(video=a.video, spec=a.spec, as_json=a.json))
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except KinetoscopeError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
