@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/kinetoscope demo --out demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -17,7 +18,8 @@ from kinetoscope.world.captions import (
     caption,
     with_article,
 )
-from kinetoscope.world.sampler import passes_behind, sample
+from kinetoscope.world.rules import passes_behind
+from kinetoscope.world.sampler import sample
 from kinetoscope.world.shapes import geometry
 from kinetoscope.world.spec import Background, ObjectSpec, SceneSpec
 
@@ -157,11 +159,12 @@ def test_background_is_described(captioned):
 def test_bounces_twice_exactly_when_the_physics_says_so(captioned):
     said, seen = 0, 0
     for _, scene, long, _ in captioned:
-        twice = 2 in _floor_bounces(scene)
+        bounces = _floor_bounces(scene)
+        twice = 2 in bounces
         assert ("bounces twice" in long) == twice, long
         said += twice
         for count, words in ((1, "bounces once"), (3, "bounces three times")):
-            if count in _floor_bounces(scene):
+            if count in bounces:
                 assert words in long
                 seen += 1
     assert said >= 5 and seen >= 5  # the sample has enough bouncing to mean something
@@ -235,6 +238,27 @@ def test_direction_words_match(captioned):
             grows = any(w in long for w in ("grow", "bigger", "swell"))
             assert grows == (obj.growth > 0), long
             assert grows != any(w in long for w in ("shrink", "smaller", "dwindle"))
+
+
+def test_a_circle_spin_is_never_mentioned():
+    """A turning circle looks exactly like a still one, so no caption may say that it spins;
+    the same object as a square does."""
+    turning = (
+        ObjectSpec("circle", "red", "medium", x=0.3, y=0.3, spin=2.0),
+        ObjectSpec("circle", "red", "large", x=0.3, y=0.4, spin=-1.5, growth=0.2),
+        ObjectSpec("circle", "red", "small", x=0.2, motion="linear", velocity=(0.3, 0.0), spin=3),
+        ObjectSpec(
+            "circle", "red", "small", motion="orbit", orbit_radius=0.2, orbit_speed=1.5, spin=2
+        ),
+    )
+    spin_words = r"\bspin|rotat|\bturn"
+    for obj in turning:
+        as_square = _scene(replace(obj, shape="square"))
+        for seed in range(6):
+            for style in CAPTION_STYLES:
+                text = caption(_scene(obj), style, seed)
+                assert not re.search(spin_words, text), text
+                assert re.search(spin_words, caption(as_square, style, seed))
 
 
 def test_collision_outcome_follows_the_physics():

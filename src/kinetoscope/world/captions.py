@@ -11,20 +11,23 @@
 Events come from the physics (`physics.simulate`), not from how a scene was sampled: floor
 bounces are the visible ones, a collision is mentioned only when it happens inside the clip,
 and "passes behind" only when one object is fully hidden behind another and clear of it at
-both ends. The `seed` picks among synonyms, templates and word orders with its own
-`random.Random`, so a (scene, style, seed) always gives the same words.
+both ends; a circle's spin does not show, so it is never mentioned. The `seed` picks among
+synonyms, templates and word orders with its own `random.Random`, so a (scene, style, seed)
+always gives the same words.
 """
 
 from __future__ import annotations
 
+import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from kinetoscope.errors import SpecError
 from kinetoscope.world import physics, vocab
-from kinetoscope.world.sampler import check_times, passes_behind
+from kinetoscope.world.rules import ROUND_SHAPES, SceneChecks
 from kinetoscope.world.shapes import geometry
 from kinetoscope.world.spec import ObjectSpec, SceneSpec
 
@@ -75,10 +78,18 @@ def caption(scene: SceneSpec, style: str = "long", seed: int = 0, aspect: float 
     """A caption of `scene` in `style` ("long" or "short"); `seed` picks the wording."""
     if style not in CAPTION_STYLES:
         raise SpecError(f"caption style must be one of {CAPTION_STYLES}, got {style!r}")
-    scene.validate()
+    scene = _as_seen(scene.validate())
     facts = _Facts.of(scene, aspect)
     words = _Words(scene, random.Random(seed))
     return _long(scene, facts, words) if style == "long" else _short(scene, facts, words)
+
+
+def _as_seen(scene: SceneSpec) -> SceneSpec:
+    """The scene as it looks: a round shape's spin does not show, so it is never mentioned."""
+    objects = tuple(
+        replace(obj, spin=0.0) if obj.shape in ROUND_SHAPES else obj for obj in scene.objects
+    )
+    return replace(scene, objects=objects)
 
 
 # ---- what happens, from the physics ----------------------------------------------------------
@@ -96,20 +107,15 @@ class _Facts:
 
     @classmethod
     def of(cls, scene: SceneSpec, aspect: float) -> _Facts:
-        times = check_times(scene.seconds)
-        tracks = physics.simulate(physics.pack([scene], aspect), times)
-        n = len(scene.objects)
-        y = tracks.y[0, :n]
-        _, height = physics.world_size(aspect)
+        checks = SceneChecks.batch([scene], aspect)[0]  # the physics at the rules' check times
+        m, (_, height) = checks.tracks, checks.size
         floor = scene.floor_y * height
-        ground = torch.tensor([floor - _down(obj) for obj in scene.objects], dtype=y.dtype)
-        settled = ((ground[:, None] - y[:, -2:]).abs() < _AT_REST).all(dim=1)
-        collision_time = float(tracks.collision_time[0])
-        if collision_time > scene.seconds:
-            collision_time = float("inf")
+        ground = np.array([floor - _down(obj) for obj in scene.objects])
+        settled = (np.abs(ground[:, None] - m.y[:, -2:]) < _AT_REST).all(axis=1)
+        collision_time = m.collision_time if m.collision_time <= scene.seconds else math.inf
         return cls(
-            floor_bounces=tracks.floor_bounces[0, :n].tolist(),
-            wall_bounces=tracks.wall_bounces[0, :n].tolist(),
+            floor_bounces=m.floor_bounces.tolist(),
+            wall_bounces=m.wall_bounces.tolist(),
             settled=[
                 bool(s) and obj.motion in ("fall", "throw")
                 for s, obj in zip(settled, scene.objects, strict=True)
@@ -122,12 +128,12 @@ class _Facts:
                 )
                 and not obj.spin
                 and not obj.growth
-                and abs(float(y[i, 0]) + _down(obj) - floor) < _ON_FLOOR
+                and abs(float(m.y[i, 0]) + _down(obj) - floor) < _ON_FLOOR
                 for i, obj in enumerate(scene.objects)
             ],
             collision_time=collision_time,
             after=_after_collision(scene, aspect, collision_time),
-            passes=passes_behind(scene, aspect),
+            passes=checks.passes_behind(),
         )
 
 

@@ -437,6 +437,7 @@ def _main_components(
     duplicated = np.zeros(t, dtype=bool)
     jumped = np.zeros(t, dtype=bool)
     previous: np.ndarray | None = None
+    rivals_seen = np.zeros((0, 2))  # where other components of this colour were last seen
     last_seen, step = -1, 0.0
     for i in range(t):
         candidates = np.flatnonzero((frame_of == i) & (sizes >= min_area))
@@ -446,14 +447,21 @@ def _main_components(
             pick = candidates[np.argmax(sizes[candidates])]
         else:
             distance = np.hypot(*(centres[candidates, 1:] - previous).T)
+            # a candidate nearer where a rival was than where the track was is that rival
+            if len(rivals_seen):
+                to_rival = np.hypot(
+                    *(centres[candidates, None, 1:] - rivals_seen).transpose(2, 0, 1)
+                )
+                distance = np.where(to_rival.min(axis=1) < distance, np.inf, distance)
             reach = 3.0 + (i - last_seen) * max(MAX_STEP * short_side, 2 * step)
             if distance.min() > reach:
-                jumped[i] = True
+                jumped[i] = bool(np.isfinite(distance).any())
                 continue
             pick = candidates[np.argmin(distance)]
             step = float(distance.min()) / (i - last_seen)
         rivals = candidates[candidates != pick]
         duplicated[i] = bool((sizes[rivals] >= 0.5 * sizes[pick]).any())
+        rivals_seen = centres[rivals, 1:] if len(rivals) else rivals_seen
         chosen[i] = ids[pick]
         previous, last_seen = centres[pick, 1:], i
     return np.isin(components, chosen[chosen > 0]), duplicated, jumped

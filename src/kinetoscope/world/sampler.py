@@ -8,10 +8,11 @@ pan, or a mix of independent motions. The kind, the number of objects and the du
 drawn once; everything else is drawn again for each candidate until one passes the checks.
 
 Candidates are built to fit (a start is chosen so that the planned path stays in frame), then
-the physics checks them at 32 samples per second (`check_times`): outlines inside the frame
-by a margin, above the floor, colours far from each other and from the background, no
-overlap within a layer, nothing hidden behind a nearer object except in the pass-behind
-scenario, motion large enough to see and slow enough for 16 fps. Everything is drawn from one
+checked on the physics against every rule of `kinetoscope.world.rules`: outlines inside the
+frame by a margin, above the floor, colours far from each other and from the background, no
+overlap within a layer, nothing covered by a nearer object for long except in the
+pass-behind scenario, no spinning circles, motion large enough to see and slow enough for
+16 fps, and the scenario's event inside the clip. Everything is drawn from one
 `random.Random(seed)` in a fixed order, so a seed gives the same scene on every platform.
 
 Held-out combinations (`HeldOut`: colour x shape x motion) never appear in `sample_scene`;
@@ -28,36 +29,23 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-import torch
-from torch import Tensor
-
 from kinetoscope.errors import SpecError
-from kinetoscope.world import physics, vocab
-from kinetoscope.world.shapes import geometry
+from kinetoscope.world import physics, rules, vocab
+from kinetoscope.world.rules import (
+    HIDE_MARGIN,
+    MAX_ORBIT_SPEED,
+    MAX_SPEED,
+    MIN_ORBIT_TURN,
+    MIN_PAN_TRAVEL,
+    MIN_TRAVEL,
+    ROUND_SHAPES,
+)
+from kinetoscope.world.shapes import contact_distance, geometry
 from kinetoscope.world.spec import Background, ObjectSpec, SceneSpec
 
-# The rules every sampled scene obeys (short sides, seconds, radians).
-MARGIN = 0.01  # between an outline and the frame edge, except at walls it bounces off
-MAX_SPEED = 0.96  # 0.06 short sides per frame at 16 fps
-MIN_TRAVEL = 0.2  # path length of anything that moves
-MIN_PAN_TRAVEL = 0.15
-MIN_ORBIT_TURN = math.pi / 2
-MAX_ORBIT_SPEED = 3.0
-SPIN_RANGE = (1.0, 4.0)
-MIN_SCALE_CHANGE = 0.3
-MIN_COLOR_DISTANCE = 150.0
-MAX_COVERED = 0.3  # of an object's area by a nearer object, outside pass-behind scenes
-CHECKS_PER_SECOND = 32
-HIDE_MARGIN = 0.004  # a hidden object's anti-aliased edge must stay covered too
-
-_PLACE_MARGIN = MARGIN + 0.002  # planned paths keep a little more, so rounding never breaks them
+_PLACE_MARGIN = rules.MARGIN + 0.002  # planned paths keep more, so rounding never breaks them
 _CANDIDATES_PER_ROUND = 4  # checked by the physics as one batch
-_WALL_MOTIONS = ("bounce", "fall", "throw")  # touch the side walls and the floor
 _SPIN_MOTIONS = ("still", "linear", "orbit")  # may spin or grow (see ObjectSpec)
-# Shapes whose widest points lie (within half a pixel) on the centre line, so the physics'
-# contact of half widths is right whatever the sizes; the others collide only with their twin.
-_CENTRE_WIDEST = ("circle", "square", "diamond", "hexagon", "heart", "cross")
 
 Weights = tuple[tuple[str, float], ...]
 
@@ -88,6 +76,7 @@ class HeldOut:
     motion: str | None = None
 
     def matches(self, color: str, shape: str, motion: str) -> bool:
+        """Whether an object of this colour, shape and motion has the combination."""
         pairs = ((self.color, color), (self.shape, shape), (self.motion, motion))
         return all(want is None or want == have for want, have in pairs)
 
@@ -119,33 +108,17 @@ class SamplerConfig:
     pan_probability: float = 0.15  # of still/linear/spin/grow/orbit scenes over a floor
     seconds: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0)
     held_out: tuple[HeldOut, ...] = DEFAULT_HELD_OUT
-    max_attempts: int = 200
+    max_attempts: int = 400  # candidates; two throws in a 4 s clip may need a few hundred
 
     def __post_init__(self) -> None:
-        for name in (
-            "kinds",
-            "motions",
-            "shapes",
-            "colors",
-            "sizes",
-            "backgrounds",
-            "object_counts",
-        ):
+        for name in _WEIGHTED_NAMES:
             if isinstance(getattr(self, name), Mapping):
                 object.__setattr__(self, name, tuple(getattr(self, name).items()))
         self.validate()
 
     def validate(self) -> SamplerConfig:
         """Raise SpecError naming the first unknown name or bad value; return self."""
-        for where, names in (
-            ("kinds", SCENARIO_KINDS),
-            ("motions", vocab.MOTIONS),
-            ("shapes", vocab.SHAPES),
-            ("colors", vocab.OBJECT_COLORS),
-            ("sizes", tuple(vocab.SIZES)),
-            ("backgrounds", vocab.BACKGROUNDS),
-            ("object_counts", (1, 2, 3)),
-        ):
+        for where, names in _WEIGHTED_NAMES.items():
             for name, weight in getattr(self, where):
                 _check_name(where, name, names)
                 if not (isinstance(weight, int | float) and math.isfinite(weight) and weight >= 0):
@@ -168,6 +141,17 @@ class SamplerConfig:
         if self.max_attempts < 1:
             raise SpecError(f"sampler max_attempts must be at least 1, got {self.max_attempts}")
         return self
+
+
+_WEIGHTED_NAMES: dict[str, Sequence[object]] = {  # the weight fields and the names they weigh
+    "kinds": SCENARIO_KINDS,
+    "motions": vocab.MOTIONS,
+    "shapes": vocab.SHAPES,
+    "colors": vocab.OBJECT_COLORS,
+    "sizes": tuple(vocab.SIZES),
+    "backgrounds": vocab.BACKGROUNDS,
+    "object_counts": (1, 2, 3),
+}
 
 
 def _check_name(where: str, value: object, allowed: Sequence[object]) -> None:
@@ -218,8 +202,10 @@ def sampler_preset(name: str) -> SamplerConfig:
 
 @dataclass(frozen=True)
 class SampledScene:
+    """A drawn scene and the scenario kind it was drawn as."""
+
     scene: SceneSpec
-    kind: str  # the scenario kind it was drawn as, one of SCENARIO_KINDS
+    kind: str  # one of SCENARIO_KINDS
 
 
 def sample(
@@ -252,30 +238,6 @@ def is_held_out(scene: SceneSpec, config: SamplerConfig = DEFAULT) -> bool:
         for obj in scene.objects
         for entry in config.held_out
     )
-
-
-def check_times(seconds: float) -> Tensor:
-    """The times the checks look at: 32 per second from 0, and the last time. (T,) float64."""
-    steps = math.floor(seconds * CHECKS_PER_SECOND + 1e-9)
-    times = [k / CHECKS_PER_SECOND for k in range(steps + 1)]
-    if times[-1] < seconds - 1e-9:
-        times.append(seconds)
-    return torch.tensor(times, dtype=torch.float64)
-
-
-def passes_behind(
-    scene: SceneSpec, aspect: float = 1.0, min_hidden: int = 1
-) -> list[tuple[int, int]]:
-    """Pairs (far, near): object `far` is fully hidden behind the nearer object `near` at
-    `min_hidden` or more check times, and clear of it at the first and the last time."""
-    times = check_times(scene.seconds)
-    tracks = physics.simulate(physics.pack([scene], aspect), times)
-    return _passes_behind(scene, _Tracks.of(scene, tracks, times, 0), min_hidden)
-
-
-def background_colors(background: Background) -> tuple[str, ...]:
-    """The colours a background shows: one when solid, else both ends or sky and floor."""
-    return (background.color,) + ((background.color2,) if background.color2 else ())
 
 
 # ---- the draw --------------------------------------------------------------------------------
@@ -365,9 +327,9 @@ def _sample(
             scene = _compose(draft, kind, count)
             if scene is not None:
                 scenes.append(scene)
-        for scene, good in zip(scenes, _acceptable(scenes, kind, aspect), strict=True):
-            if good:
-                return SampledScene(scene=scene, kind=kind)
+        for checks in rules.SceneChecks.batch(scenes, aspect, kind):
+            if not checks.broken(first=True):
+                return SampledScene(scene=checks.scene, kind=kind)
     raise SpecError(
         f"no {kind!r} scene passed the checks in {config.max_attempts} attempts (seed {seed}, "
         f"aspect {aspect:.3g}, {seconds} s); try a longer clip or a larger max_attempts"
@@ -398,17 +360,6 @@ def _background(rng: random.Random, config: SamplerConfig, kind: str) -> Backgro
 
 
 @functools.cache
-def _colors_against(backdrop: tuple[str, ...]) -> frozenset[str]:
-    """The object colours far enough from every background colour."""
-    far = MIN_COLOR_DISTANCE
-    return frozenset(
-        c
-        for c in vocab.OBJECT_COLORS
-        if all(vocab.color_distance(vocab.COLORS[c], vocab.COLORS[b]) >= far for b in backdrop)
-    )
-
-
-@functools.cache
 def _held_out_triples(held_out: tuple[HeldOut, ...]) -> frozenset[tuple[str, str, str]]:
     every = [(c, s, m) for c in vocab.OBJECT_COLORS for s in vocab.SHAPES for m in vocab.MOTIONS]
     return frozenset(t for t in every if any(entry.matches(*t) for entry in held_out))
@@ -425,14 +376,17 @@ def _choose_look(
     """Shape, size and colour for an object of `motion`; None when nothing allowed is left.
 
     The held-out combination, while it is still to be given, goes to the first object whose
-    motion matches it; every other object avoids every held-out combination."""
+    motion matches it; every other object avoids every held-out combination. A spinning
+    object is never round: its spin would not show."""
     forced = d.forced if d.forced and d.forced.motion in (None, motion) else None
     shape = _pick(d.rng, [(s, w) for s, w in d.config.shapes if shapes is None or s in shapes])
     shape = forced.shape if forced and forced.shape else shape
     size = _pick(d.rng, [(s, w) for s, w in d.config.sizes if sizes is None or s in sizes])
     if shape is None or size is None or (shapes is not None and shape not in shapes):
         return None
-    allowed = _colors_against(background_colors(d.background))
+    if spin and shape in ROUND_SHAPES:
+        return None
+    allowed = rules.allowed_colors(rules.background_colors(d.background))
     excluded = _held_out_triples(d.config.held_out)
     colors = [
         (c, w)
@@ -575,9 +529,7 @@ def _collision(d: _Draft) -> SceneSpec | None:
     left = _choose_look(d, motions[0])
     if left is None:
         return None
-    twin = left.shape not in _CENTRE_WIDEST
-    shapes, sizes = ((left.shape,), (left.size,)) if twin else (_CENTRE_WIDEST, None)
-    right = _choose_look(d, motions[1], shapes=shapes, sizes=sizes)
+    right = _choose_look(d, motions[1])
     hit = rng.uniform(0.3, 0.6) * seconds
     low = max(0.08, 1.05 * MIN_TRAVEL / hit)  # a mover is seen to move, even if it then stops
     high = min(0.6, 0.7 * (d.width - 0.3) / seconds)  # both paths, before and after, fit
@@ -590,9 +542,12 @@ def _collision(d: _Draft) -> SceneSpec | None:
     after_right = ((m_right - m_left) * v_right + 2 * m_left * v_left) / (m_left + m_right)
     (half_left, up_left, down_left) = _extents(left, seconds)
     (half_right, up_right, down_right) = _extents(right, seconds)
-    # centres relative to the point of contact, at the start and at the end
-    path_left = (-half_left - v_left * hit, -half_left + after_left * (seconds - hit))
-    path_right = (half_right - v_right * hit, half_right + after_right * (seconds - hit))
+    reach = contact_distance(
+        left.shape, vocab.SIZES[left.size], right.shape, vocab.SIZES[right.size]
+    )
+    # centres relative to the left one's at the contact, at the start and at the end
+    path_left = (-v_left * hit, after_left * (seconds - hit))
+    path_right = (reach - v_right * hit, reach + after_right * (seconds - hit))
     spans = [(*_x_span(d, half_left), path_left), (*_x_span(d, half_right), path_right)]
     contact = _place(rng, spans)
     y = _place(rng, [(*_y_span(d, max(up_left, up_right), max(down_left, down_right)), (0.0,))])
@@ -603,6 +558,12 @@ def _collision(d: _Draft) -> SceneSpec | None:
         _object(d, right, motions[1], contact + path_right[0], y, velocity=(v_right, 0.0)),
     ]
     return _scene(d, objects[:: rng.choice((1, -1))], collision=(0, 1))
+
+
+@functools.cache
+def _occluders() -> tuple[str, ...]:
+    """Shapes with room to hide a smaller object completely (not the heart or the cross)."""
+    return tuple(s for s in vocab.SHAPES if rules.inscribed(s) >= 0.7)
 
 
 # fmt: off
@@ -620,7 +581,7 @@ def _pass_behind(d: _Draft) -> SceneSpec | None:
     near = _choose_look(d, "linear" if drift else "still", _occluders(), ("large", "medium"))
     if near is None:
         return None
-    room = _inscribed(near.shape) * vocab.SIZES[near.size] - HIDE_MARGIN
+    room = rules.inscribed(near.shape) * vocab.SIZES[near.size] - HIDE_MARGIN
     fits = [(s, z) for s in vocab.SHAPES for z in vocab.SIZES if _outer(s, z) <= room - 0.01]
     far = _choose_look(d, "linear", [s for s, _ in fits], [z for _, z in fits])
     if far is None or (far.shape, far.size) not in fits:
@@ -842,214 +803,3 @@ _BUILDERS: dict[str, Callable[[_Draft, _Look], ObjectSpec | None]] = {
     "throw": _throw,
     "orbit": _orbit,
 }
-
-
-# ---- checks, on the physics at the check times -----------------------------------------------
-
-
-@functools.cache
-def _inscribed(shape: str) -> float:
-    """Radius of the largest circle about the centre that fits in the shape, in object radii."""
-    zero = torch.zeros(1, dtype=torch.float64)
-    return -float(geometry(shape).sdf(zero, zero)[0])
-
-
-@functools.cache
-def _occluders() -> tuple[str, ...]:
-    """Shapes with room to hide a smaller object completely (not the heart or the cross)."""
-    return tuple(s for s in vocab.SHAPES if _inscribed(s) >= 0.7)
-
-
-@dataclass
-class _Tracks:
-    """One scene at the check times, in numpy: (N, T) tracks, (N,) outlines in short sides."""
-
-    times: np.ndarray
-    x: np.ndarray  # on screen
-    world_x: np.ndarray
-    y: np.ndarray
-    scale: np.ndarray
-    outline: dict[str, np.ndarray]  # half_width, up, down (outer when spinning), radius, ...
-    wall_bounces: np.ndarray
-    floor_bounces: np.ndarray
-    collision_time: float
-
-    @classmethod
-    def of(cls, scene: SceneSpec, tracks: physics.Tracks, times: Tensor, row: int) -> _Tracks:
-        n = len(scene.objects)
-        radius = np.array([vocab.SIZES[o.size] for o in scene.objects])
-        geos = [geometry(o.shape) for o in scene.objects]
-        spin = np.array([o.spin != 0 for o in scene.objects])
-        outline = {
-            k: np.array([getattr(g, k) for g in geos]) * radius
-            for k in ("half_width", "up", "down", "outer")
-        }
-        for k in ("half_width", "up", "down"):
-            outline[k] = np.where(spin, outline["outer"], outline[k])
-        outline["radius"] = radius
-        outline["inscribed"] = np.array([_inscribed(o.shape) for o in scene.objects]) * radius
-        x = tracks.x[row, :n].numpy()
-        return cls(
-            times=times.numpy(),
-            x=x,
-            world_x=x + tracks.camera[row].numpy(),
-            y=tracks.y[row, :n].numpy(),
-            scale=tracks.scale[row, :n].numpy(),
-            outline=outline,
-            wall_bounces=tracks.wall_bounces[row, :n].numpy(),
-            floor_bounces=tracks.floor_bounces[row, :n].numpy(),
-            collision_time=float(tracks.collision_time[row]),
-        )
-
-    def size(self, name: str, i: int | slice = slice(None)) -> np.ndarray:
-        """An outline measure of object(s) i over time, scaled by growth."""
-        scale = self.scale[i]
-        return (
-            self.outline[name][i][..., None] * scale
-            if scale.ndim > 1
-            else self.outline[name][i] * scale
-        )
-
-
-def _acceptable(scenes: Sequence[SceneSpec], kind: str, aspect: float) -> list[bool]:
-    """Whether each candidate passes every check (one physics batch for all of them)."""
-    if not scenes:
-        return []
-    times = check_times(scenes[0].seconds)
-    tracks = physics.simulate(physics.pack(scenes, aspect), times)
-    size = physics.world_size(aspect)
-    return [
-        _problem(scene, kind, _Tracks.of(scene, tracks, times, row), size) is None
-        for row, scene in enumerate(scenes)
-    ]
-
-
-def _problem(scene: SceneSpec, kind: str, m: _Tracks, size: tuple[float, float]) -> str | None:
-    """The name of the first check the scene fails, or None."""
-    checks: tuple[tuple[str, Callable[[], bool]], ...] = (
-        ("colours", lambda: _colors_ok(scene)),
-        ("frame", lambda: _inside_frame(scene, m, size)),
-        ("speed", lambda: _slow_enough(m)),
-        ("visible motion", lambda: _visible(scene, m)),
-        ("overlap", lambda: _apart(scene, m, allow_hiding=kind == "pass_behind")),
-        (kind, lambda: _kind_ok(scene, kind, m)),
-    )
-    return next((name for name, check in checks if not check()), None)
-
-
-def _colors_ok(scene: SceneSpec) -> bool:
-    colors = [obj.color for obj in scene.objects]
-    allowed = _colors_against(background_colors(scene.background))
-    return len(set(colors)) == len(colors) and set(colors) <= allowed
-
-
-def _inside_frame(scene: SceneSpec, m: _Tracks, size: tuple[float, float]) -> bool:
-    """Outlines in frame by MARGIN, except at the walls and floor an object bounces off; over a
-    floor, everything stays above it."""
-    width, height = size
-    motions = [obj.motion for obj in scene.objects]
-    side = np.where([mo in _WALL_MOTIONS for mo in motions], 0.0, MARGIN)[:, None]
-    top = np.where([mo == "bounce" for mo in motions], 0.0, MARGIN)[:, None]
-    bottom = 0.0 if scene.background.kind == "sky_floor" else side
-    half_width, up, down = m.size("half_width"), m.size("up"), m.size("down")
-    return bool(
-        (m.x - half_width >= side - 1e-9).all()
-        and (width - m.x - half_width >= side - 1e-9).all()
-        and (m.y - up >= top - 1e-9).all()
-        and (scene.floor_y * height - m.y - down >= bottom - 1e-9).all()
-    )
-
-
-def _slow_enough(m: _Tracks) -> bool:
-    step = np.hypot(np.diff(m.x, axis=1), np.diff(m.y, axis=1))
-    return bool((step <= MAX_SPEED * np.diff(m.times) + 1e-9).all())
-
-
-def _visible(scene: SceneSpec, m: _Tracks) -> bool:
-    """Every motion, spin, growth and pan is large enough to see and within its limits."""
-    path = np.hypot(np.diff(m.world_x, axis=1), np.diff(m.y, axis=1)).sum(axis=1)
-    for i, obj in enumerate(scene.objects):
-        turn = abs(obj.orbit_speed)
-        if (
-            (obj.motion in ("linear", *_WALL_MOTIONS) and path[i] < MIN_TRAVEL)
-            or (
-                obj.motion == "orbit"
-                and not MIN_ORBIT_TURN / scene.seconds <= turn <= MAX_ORBIT_SPEED
-            )
-            or (obj.spin and not SPIN_RANGE[0] <= abs(obj.spin) <= SPIN_RANGE[1])
-            or (obj.growth and abs(m.scale[i, -1] - 1.0) < MIN_SCALE_CHANGE)
-        ):
-            return False
-    pan_travel = abs(scene.camera_pan) * scene.seconds
-    return not scene.camera_pan or (
-        pan_travel >= MIN_PAN_TRAVEL and scene.background.kind == "sky_floor"
-    )
-
-
-def _lens_area(distance: np.ndarray, r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
-    """Area shared by two discs of radii r1, r2 whose centres are `distance` apart."""
-    d = np.maximum(distance, 1e-12)
-    a = np.clip((d * d + r1 * r1 - r2 * r2) / (2 * d * r1), -1.0, 1.0)
-    b = np.clip((d * d + r2 * r2 - r1 * r1) / (2 * d * r2), -1.0, 1.0)
-    k = (-d + r1 + r2) * (d + r1 - r2) * (d - r1 + r2) * (d + r1 + r2)
-    lens = r1 * r1 * np.arccos(a) + r2 * r2 * np.arccos(b) - 0.5 * np.sqrt(np.maximum(k, 0.0))
-    contained = np.pi * np.minimum(r1, r2) ** 2
-    return np.where(d >= r1 + r2, 0.0, np.where(d <= np.abs(r1 - r2), contained, lens))
-
-
-def _apart(scene: SceneSpec, m: _Tracks, allow_hiding: bool) -> bool:
-    """Same layer: bounding circles never meet (the colliding pair only touches). Different
-    layers: a nearer object covers at most MAX_COVERED of a farther one's area, unless hiding
-    is the point of the scene."""
-    outer = m.size("outer")
-    for i in range(len(scene.objects)):
-        for j in range(i + 1, len(scene.objects)):
-            distance = np.hypot(m.x[i] - m.x[j], m.y[i] - m.y[j])
-            layer_i, layer_j = scene.objects[i].layer, scene.objects[j].layer
-            if scene.collision is not None and {i, j} == set(scene.collision):
-                reach = m.outline["half_width"][i] + m.outline["half_width"][j]
-                ok = np.abs(m.x[i] - m.x[j]) >= reach - 1e-6
-            elif layer_i == layer_j:
-                ok = distance >= outer[i] + outer[j] + 0.005
-            elif allow_hiding:
-                continue
-            else:
-                far, near = (i, j) if layer_i > layer_j else (j, i)
-                covered = _lens_area(distance, outer[near], outer[far])
-                ok = covered <= MAX_COVERED * np.pi * m.size("radius", far) ** 2
-            if not bool(np.all(ok)):
-                return False
-    return True
-
-
-def _kind_ok(scene: SceneSpec, kind: str, m: _Tracks) -> bool:
-    """The event that the scenario is about happens inside the clip."""
-    movers = {
-        mo: [i for i, o in enumerate(scene.objects) if o.motion == mo] for mo in _WALL_MOTIONS
-    }
-    if kind == "bounce":
-        return all(m.wall_bounces[i] >= 1 for i in movers["bounce"])
-    if kind == "fall":
-        return all(m.floor_bounces[i] >= 1 for i in movers["fall"])
-    if kind == "throw":
-        return all(m.y[i].min() <= m.y[i, 0] - 0.1 for i in movers["throw"])
-    if kind == "collision":
-        return 0.15 * scene.seconds <= m.collision_time <= 0.85 * scene.seconds
-    if kind == "pass_behind":
-        return bool(_passes_behind(scene, m, min_hidden=3))
-    return True
-
-
-def _passes_behind(scene: SceneSpec, m: _Tracks, min_hidden: int) -> list[tuple[int, int]]:
-    pairs = []
-    outer, inscribed = m.size("outer"), m.size("inscribed")
-    for far, far_obj in enumerate(scene.objects):
-        for near, near_obj in enumerate(scene.objects):
-            if far_obj.layer <= near_obj.layer:
-                continue
-            distance = np.hypot(m.x[far] - m.x[near], m.y[far] - m.y[near])
-            hidden = distance + outer[far] + HIDE_MARGIN <= inscribed[near]
-            clear = distance >= outer[far] + outer[near]
-            if hidden.sum() >= min_hidden and clear[0] and clear[-1]:
-                pairs.append((far, near))
-    return pairs

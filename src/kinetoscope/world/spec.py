@@ -113,8 +113,10 @@ class SceneSpec:
         if fmt != SPEC_FORMAT:
             raise SpecError(f"unsupported spec format {fmt!r} (expected {SPEC_FORMAT!r})")
         objects_data = data.pop("objects", None)
-        if not isinstance(objects_data, list):
-            raise SpecError("scene spec field 'objects' must be a list of objects")
+        if not isinstance(objects_data, list | tuple):  # to_dict keeps the tuple
+            raise SpecError(
+                f"scene spec field 'objects' must be a list of objects, got {objects_data!r}"
+            )
         objects = tuple(
             _build(ObjectSpec, item, f"objects[{i}]") for i, item in enumerate(objects_data)
         )
@@ -192,7 +194,10 @@ def _validate_background(bg: Background) -> None:
     _check_name("background.color", bg.color, list(vocab.COLORS))
     if bg.kind == "solid":
         if bg.color2 is not None:
-            raise SpecError("background.color2 is only used by 'sky_floor' and 'gradient'")
+            raise SpecError(
+                f"background.color2 is only used by 'sky_floor' and 'gradient', got {bg.color2!r}"
+                " on a 'solid' background"
+            )
     else:
         if bg.color2 is None:
             raise SpecError(f"a {bg.kind!r} background needs background.color2")
@@ -220,10 +225,13 @@ def _validate_object(obj: ObjectSpec, where: str) -> None:
     if isinstance(obj.layer, bool) or not isinstance(obj.layer, int) or not 0 <= obj.layer < 16:
         raise SpecError(f"{where}.layer must be a whole number from 0 to 15, got {obj.layer!r}")
     if obj.motion == "orbit" and obj.orbit_radius <= 0:
-        raise SpecError(f"{where} orbits, so it needs orbit_radius > 0")
+        raise SpecError(f"{where} orbits, so it needs orbit_radius > 0, got {obj.orbit_radius}")
     if obj.motion in ("bounce", "fall", "throw") and (obj.spin or obj.growth):
         # contacts with walls and floor are computed for the unrotated, constant-size outline
-        raise SpecError(f"{where} has motion {obj.motion!r}, which cannot spin or grow")
+        raise SpecError(
+            f"{where} has motion {obj.motion!r}, which cannot spin or grow"
+            f" (got spin={obj.spin}, growth={obj.growth})"
+        )
     moving = obj.motion in ("linear", "bounce", "throw")
     if moving and math.hypot(*obj.velocity) == 0:
         raise SpecError(f"{where} has motion {obj.motion!r} but zero velocity")
@@ -244,18 +252,28 @@ def _validate_collision(scene: SceneSpec) -> None:
         if obj.motion not in ("linear", "still") or obj.velocity[1] != 0:
             raise SpecError(
                 f"collision: objects[{i}] must move horizontally ('linear' with velocity y = 0)"
-                " or stand 'still'"
+                f" or stand 'still', got motion {obj.motion!r} with velocity {obj.velocity}"
             )
         if obj.spin or obj.growth:
-            raise SpecError(f"collision: objects[{i}] may not spin or grow")
+            raise SpecError(
+                f"collision: objects[{i}] may not spin or grow"
+                f" (got spin={obj.spin}, growth={obj.growth})"
+            )
     if a.layer != b.layer:
-        raise SpecError("collision: the two objects must be on the same layer")
+        raise SpecError(
+            f"collision: the two objects must be on the same layer, got {a.layer} and {b.layer}"
+        )
     if a.y != b.y:
-        raise SpecError("collision: the two objects must start at the same height (y)")
+        raise SpecError(
+            f"collision: the two objects must start at the same height (y), got {a.y} and {b.y}"
+        )
     left, right = (a, b) if a.x < b.x else (b, a)
 
     def speed(obj: ObjectSpec) -> float:
         return 0.0 if obj.motion == "still" else obj.velocity[0]
 
     if speed(left) - speed(right) <= 0:
-        raise SpecError("collision: the two objects must be moving towards each other")
+        raise SpecError(
+            "collision: the two objects must be moving towards each other, got x velocities"
+            f" {speed(left)} (left) and {speed(right)} (right)"
+        )
