@@ -293,3 +293,16 @@ def test_still_objects_and_floor():
 
 def _scene(*objects: ObjectSpec, **fields) -> SceneSpec:
     return SceneSpec(objects=objects, **fields).validate()
+
+
+def test_an_object_that_keeps_sliding_never_comes_to_rest():
+    slides = ObjectSpec("square", "red", "medium", x=0.3, y=0.5, motion="fall", velocity=(0.1, 0))
+    drops = ObjectSpec("square", "red", "medium", x=0.3, y=0.5, motion="fall", restitution=0.3)
+    floor = Background("sky_floor", "pale blue", "gray", 0.8)
+    for seed in range(8):
+        sliding = caption(SceneSpec(objects=(slides,), background=floor, seconds=4), seed=seed)
+        assert "rest" not in sliding and "settles" not in sliding, sliding
+    still = {
+        caption(SceneSpec(objects=(drops,), background=floor, seconds=4), seed=s) for s in range(8)
+    }
+    assert any("rest" in c or "settles" in c or "stays there" in c for c in still)

@@ -337,3 +337,10 @@ def test_collision_objects_must_approach():
     _fails(_scene(still, away, collision=(0, 1)), "towards each other")
     both_still = dataclasses.replace(RIGHT, motion="still", velocity=(-2.0, 0.0))
     _fails(_scene(still, both_still, collision=(0, 1)), "towards each other")
+
+
+@pytest.mark.parametrize(("seconds", "fps"), [(1.0, 3.5), (0.3, 10.0), (2.0, 29.97), (1.0, 12.5)])
+def test_frame_count_never_passes_the_end_and_misses_no_frame(seconds, fps):
+    count = frame_count(seconds, fps)
+    assert (count - 1) / fps <= seconds + 1e-9
+    assert count / fps > seconds - 1e-9

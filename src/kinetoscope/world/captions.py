@@ -117,7 +117,8 @@ class _Facts:
             floor_bounces=m.floor_bounces.tolist(),
             wall_bounces=m.wall_bounces.tolist(),
             settled=[
-                bool(s) and obj.motion in ("fall", "throw")
+                # without friction, one that still slides sideways never comes to rest
+                bool(s) and obj.motion in ("fall", "throw") and obj.velocity[0] == 0
                 for s, obj in zip(settled, scene.objects, strict=True)
             ],
             on_floor=[

@@ -154,7 +154,8 @@ def frame_count(seconds: float, fps: float) -> int:
     """Frames in a clip of `seconds` at `fps`: one at t = 0, then one every 1/fps."""
     if fps <= 0 or not math.isfinite(fps):
         raise SpecError(f"fps must be a positive number, got {fps}")
-    return round(seconds * fps) + 1
+    # the last frame is the last one at or before `seconds` (the epsilon absorbs float error)
+    return math.floor(seconds * fps + 1e-9) + 1
 
 
 # ---- helpers -------------------------------------------------------------------------------
