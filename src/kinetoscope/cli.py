@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from kinetoscope import __version__
@@ -48,6 +56,34 @@ class DemoOptions:
     seed: int = 3
 
 
+@dataclass(frozen=True)
+class TrainVAEOptions:
+    """`train vae`: a preset, where to write, and the preset's options to override (None:
+    keep the preset's)."""
+
+    preset: str
+    out: Path
+    steps: int | None = None
+    batch: int | None = None
+    size: int | None = None
+    frames: int | None = None
+    lr: float | None = None
+    device: str | None = None
+    workers: int | None = None
+    resume: bool = False
+    stop_at: int | None = None
+
+
+@dataclass(frozen=True)
+class EvalVAEOptions:
+    videos: tuple[Path, ...]
+    model: Path | None = None
+    size: int = 256
+    frames: int = 65
+    device: str = "cpu"
+    as_json: bool = False
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """'WxH' -> (W, H), e.g. '224x128'."""
     try:
@@ -57,6 +93,11 @@ def parse_size(text: str) -> tuple[int, int]:
     if width < 2 or height < 2:
         raise argparse.ArgumentTypeError(f"size must be at least 2x2 pixels, got {text!r}")
     return width, height
+
+
+# the presets of kinetoscope.training.train_vae, named here so that building the parser does
+# not import torch (a test checks the two agree)
+TRAIN_PRESET_NAMES = "tiny-cpu, cpu or gpu"
 
 
 # ---- commands --------------------------------------------------------------------------------
@@ -142,6 +183,75 @@ def run_demo(options: DemoOptions) -> int:
     return 0
 
 
+def run_train_vae(options: TrainVAEOptions) -> int:
+    from kinetoscope.training.train_vae import train_preset, train_vae, with_overrides
+
+    config = with_overrides(
+        train_preset(options.preset),
+        steps=options.steps,
+        batch=options.batch,
+        size=options.size,
+        frames=options.frames,
+        lr=options.lr,
+        device=options.device,
+        workers=options.workers,
+    ).validate()
+    # the bar appears with the first step, so errors found before any compute print alone
+    progress = _progress(TextColumn("{task.fields[losses]}"))
+    task = progress.add_task("training the VAE", total=config.steps, losses="")
+
+    def show(step: int, terms: dict[str, float]) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        shown = ("total", "l1", "l2", "perceptual", "kl", "generator_adversarial")
+        losses = " ".join(f"{name} {terms[name]:.4g}" for name in shown if name in terms)
+        progress.update(task, completed=step, losses=losses)
+
+    try:
+        result = train_vae(
+            config, options.out, resume=options.resume, stop_at=options.stop_at, on_step=show
+        )
+    finally:
+        progress.stop()
+    if not result.finished:
+        console.print(
+            f"[yellow]stopped[/yellow] at step {result.step} of {config.steps}; "
+            f"continue with --resume: {options.out}"
+        )
+    else:
+        console.print(f"[green]trained[/green] {result.step} steps: {result.model_folder}")
+    return 0
+
+
+def run_eval_vae(options: EvalVAEOptions) -> int:
+    from kinetoscope.evaluation import check_eval_options, evaluate_vae, load_vae
+    from kinetoscope.training.train_vae import check_device
+
+    check_eval_options(options.size, options.frames)
+    check_device(options.device)
+    for path in options.videos:
+        if not path.is_file():
+            raise KinetoscopeError(f"{path}: no such video file")
+    vae = load_vae(options.model, device=options.device)
+    with console.status(f"coding {len(options.videos)} videos"):
+        report = evaluate_vae(vae, options.videos, size=options.size, frames=options.frames)
+    if options.as_json:
+        print(json.dumps(report.to_dict()))
+        return 0
+    table = Table(title=f"VAE reconstruction at {report.size}x{report.size}")
+    table.add_column("video", overflow="fold")  # long paths wrap rather than vanish
+    for column in ("frames", "PSNR (dB)", "SSIM", "flicker"):
+        table.add_column(column, justify="right")
+    rows = [(c.video, c.frames, c.psnr, c.ssim, c.flicker) for c in report.clips]
+    means = report.means()
+    rows.append(("mean", "", means["psnr"], means["ssim"], means["flicker"]))
+    for video, frames, *numbers in rows:
+        cells = ["-" if n is None else f"{n:.{3 if i else 2}f}" for i, n in enumerate(numbers)]
+        table.add_row(video, str(frames), *cells, style="bold" if video == "mean" else "")
+    Console().print(table)
+    return 0
+
+
 # ---- helpers ---------------------------------------------------------------------------------
 
 
@@ -184,12 +294,13 @@ def _print_scores(scores: dict[str, float], title: str) -> None:
     Console().print(table)
 
 
-def _progress() -> Progress:
+def _progress(*extra: ProgressColumn) -> Progress:
     return Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
+        *extra,
         console=console,
     )
 
@@ -215,6 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_render(world_commands)
     _add_dataset(world_commands)
     _add_score(world_commands)
+
+    train = commands.add_parser("train", help="train a model")
+    train_commands = train.add_subparsers(dest="train_command", required=True, metavar="MODEL")
+    _add_train_vae(train_commands)
+
+    evaluate = commands.add_parser("eval", help="measure a model")
+    eval_commands = evaluate.add_subparsers(dest="eval_command", required=True, metavar="MODEL")
+    _add_eval_vae(eval_commands)
     return parser
 
 
@@ -286,6 +405,68 @@ def _add_score(commands: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_train_vae(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "vae", help="train the video autoencoder (resumable: --resume continues a run)"
+    )
+    train.add_argument("--preset", required=True, help=f"training preset: {TRAIN_PRESET_NAMES}")
+    train.add_argument("--out", type=Path, required=True, help="run folder")
+    train.add_argument("--steps", type=int, help="optimisation steps in all")
+    train.add_argument("--batch", type=int, help="clips per batch")
+    train.add_argument("--size", type=int, help="frame side in pixels, a multiple of 8")
+    train.add_argument("--frames", type=int, help="frames per clip, 1 + 4k")
+    train.add_argument("--lr", type=float, help="peak learning rate")
+    train.add_argument("--device", help="auto, cpu or cuda[:N] (the preset's: auto)")
+    train.add_argument("--workers", type=int, help="data-loading processes")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--stop-at", type=int, help="stop after this step; --resume goes on")
+
+    def handle(a: argparse.Namespace) -> int:
+        return run_train_vae(
+            TrainVAEOptions(
+                preset=a.preset,
+                out=a.out,
+                steps=a.steps,
+                batch=a.batch,
+                size=a.size,
+                frames=a.frames,
+                lr=a.lr,
+                device=a.device,
+                workers=a.workers,
+                resume=a.resume,
+                stop_at=a.stop_at,
+            )
+        )
+
+    train.set_defaults(handler=handle)
+
+
+def _add_eval_vae(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser(
+        "vae", help="PSNR, SSIM and flicker of the autoencoder's reconstructions"
+    )
+    evaluate.add_argument("--model", type=Path, help="a saved VAE folder (default: shipped)")
+    evaluate.add_argument(
+        "--videos", type=Path, nargs="+", required=True, help="video files (mp4, avi, ...)"
+    )
+    evaluate.add_argument("--size", type=int, default=256, help="square frame side (256)")
+    evaluate.add_argument("--frames", type=int, default=65, help="first frames, 1 + 4k (65)")
+    evaluate.add_argument("--device", default="cpu", help="cpu or cuda[:N] (cpu)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(
+        handler=lambda a: run_eval_vae(
+            EvalVAEOptions(
+                videos=tuple(a.videos),
+                model=a.model,
+                size=a.size,
+                frames=a.frames,
+                device=a.device,
+                as_json=a.json,
+            )
+        )
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -293,7 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except KinetoscopeError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        # soft_wrap: a long path stays on one line; escape: brackets in messages are not markup
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]")

@@ -1,0 +1,2 @@
+"""Neural networks: the causal video VAE (`vae`), its blocks (`layers`) and checkpoint I/O
+(`pretrained`)."""
