@@ -75,6 +75,29 @@ class TrainVAEOptions:
 
 
 @dataclass(frozen=True)
+class TrainDiTOptions:
+    """`train dit`: a preset, where to write, and the preset's options to override (None:
+    keep the preset's)."""
+
+    preset: str
+    out: Path
+    vae: Path | None = None
+    steps: int | None = None
+    batch: int | None = None
+    size: int | None = None
+    lr: float | None = None
+    device: str | None = None
+    workers: int | None = None
+    parallel: str | None = None
+    eval_every: int | None = None
+    video_folder: Path | None = None
+    video_weight: float | None = None
+    seed: int | None = None
+    resume: bool = False
+    stop_at: int | None = None
+
+
+@dataclass(frozen=True)
 class EvalVAEOptions:
     videos: tuple[Path, ...]
     model: Path | None = None
@@ -82,6 +105,25 @@ class EvalVAEOptions:
     frames: int = 65
     device: str = "cpu"
     as_json: bool = False
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    """`generate`: the request (None: the model's default) and where it goes."""
+
+    prompt: str
+    out: Path
+    negative: str = ""
+    seconds: float = 4.0
+    aspect: str = "16:9"
+    size: int | None = None
+    fps: int | None = None
+    seed: int = 0
+    steps: int | None = None
+    guidance: float | None = None
+    sampler: str = "euler"
+    model: Path | None = None
+    device: str = "cpu"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -98,6 +140,8 @@ def parse_size(text: str) -> tuple[int, int]:
 # the presets of kinetoscope.training.train_vae, named here so that building the parser does
 # not import torch (a test checks the two agree)
 TRAIN_PRESET_NAMES = "tiny-cpu, cpu or gpu"
+TRAIN_DIT_PRESET_NAMES = "tiny-cpu, cpu, gpu or gpu-1b"  # kinetoscope.training.train_dit's
+PARALLEL_STRATEGIES = ("auto", "none", "ddp", "fsdp")  # kinetoscope.training.distributed's
 
 
 # ---- commands --------------------------------------------------------------------------------
@@ -167,11 +211,18 @@ def run_dataset(out: Path, config: object) -> int:
 
 
 def run_demo(options: DemoOptions) -> int:
-    """The main job on a fresh machine: render a physics-world clip and judge it."""
+    """The main job on a fresh machine: text to video with the shipped model, judged against
+    the scene its prompt describes; before a model ships, a rendered clip, judged."""
+    from kinetoscope.pipeline import has_default_model
+
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     clip, spec = out / "clip.mp4", out / "spec.json"
-    run_render(RenderOptions(out=clip, seed=options.seed, seconds=4.0, spec_out=spec))
+    if has_default_model():
+        _generate_demo_clip(clip, spec, options.seed)
+    else:
+        console.print("[yellow]no default model ships yet:[/yellow] rendering instead")
+        run_render(RenderOptions(out=clip, seed=options.seed, seconds=4.0, spec_out=spec))
     from kinetoscope.io.video import read_video
     from kinetoscope.world.judge import judge
 
@@ -181,6 +232,20 @@ def run_demo(options: DemoOptions) -> int:
     _write_text(out / "scores.json", json.dumps(scores, indent=2) + "\n")
     _print_scores(scores, title=f"judge scores for {clip}")
     return 0
+
+
+def _generate_demo_clip(clip: Path, spec: Path, seed: int) -> None:
+    """Generate the caption of a held-out physics-world scene and keep the scene beside it."""
+    from kinetoscope.adherence import prompt_cases
+
+    case = prompt_cases(seed + 1)[seed]
+    _write_text(spec, case.scene.to_json())
+    console.print(f"prompt: {case.prompt}")
+    run_generate(
+        GenerateOptions(
+            prompt=case.prompt, out=clip, seconds=case.seconds, aspect=case.aspect, seed=seed
+        )
+    )
 
 
 def run_train_vae(options: TrainVAEOptions) -> int:
@@ -221,6 +286,101 @@ def run_train_vae(options: TrainVAEOptions) -> int:
     else:
         console.print(f"[green]trained[/green] {result.step} steps: {result.model_folder}")
     return 0
+
+
+def run_train_dit(options: TrainDiTOptions) -> int:
+    """Train the transformer, showing progress on rank 0 (``torchrun`` runs one per process)."""
+    from kinetoscope.training.train_dit import train_dit, train_preset, with_overrides
+
+    def folder(path: Path | None) -> str | None:
+        return None if path is None else str(path)
+
+    config = with_overrides(
+        train_preset(options.preset),
+        vae=folder(options.vae),
+        steps=options.steps,
+        batch=options.batch,
+        size=options.size,
+        lr=options.lr,
+        device=options.device,
+        workers=options.workers,
+        parallel=options.parallel,
+        eval_every=options.eval_every,
+        video_folder=folder(options.video_folder),
+        video_weight=options.video_weight,
+        seed=options.seed,
+    ).validate()
+    # the bar appears with the first step, so errors found before any compute print alone
+    progress = _progress(TextColumn("{task.fields[numbers]}"))
+    task = progress.add_task("training the DiT", total=config.steps, numbers="")
+
+    def show(step: int, numbers: dict[str, float]) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, completed=step, numbers=f"loss {numbers['loss']:.4g}")
+
+    try:
+        result = train_dit(
+            config, options.out, resume=options.resume, stop_at=options.stop_at, on_step=show
+        )
+    finally:
+        progress.stop()
+    if not result.finished:
+        console.print(
+            f"[yellow]stopped[/yellow] at step {result.step} of {config.steps}; "
+            f"continue with --resume: {options.out}"
+        )
+    else:
+        console.print(f"[green]trained[/green] {result.step} steps: {result.pipeline_folder}")
+    return 0
+
+
+def run_generate(options: GenerateOptions) -> int:
+    """Text to video with the shipped model (or ``--model``), written to ``--out``."""
+    from kinetoscope.io.video import check_output_path, write_video
+    from kinetoscope.pipeline import GenerationConfig, Pipeline, load_default
+    from kinetoscope.training.train_vae import check_device
+
+    # 1. everything that can be checked cheaply, before any model loads
+    check_output_path(options.out)
+    check_device(options.device)
+    request = GenerationConfig(
+        prompt=options.prompt,
+        negative_prompt=options.negative,
+        seconds=options.seconds,
+        aspect=options.aspect,
+        size=options.size,
+        fps=options.fps,
+        seed=options.seed,
+        steps=options.steps,
+        guidance=options.guidance,
+        sampler=options.sampler,
+    )
+    # 2. the model, then the request against what it supports
+    with console.status("loading the model"):
+        if options.model is None:
+            pipeline = load_default(options.device)
+        else:
+            pipeline = Pipeline.from_pretrained(options.model, device=options.device)
+    plan = pipeline.plan(request)
+    # 3. generate with a progress bar over the sampling steps, then write the file
+    with _progress() as progress:
+        task = progress.add_task("generating", total=plan.steps)
+        video = pipeline.generate(request, lambda done, _: progress.update(task, completed=done))
+    write_video(options.out, video, metadata=generation_metadata(request))
+    frames, height, width = video.frames.shape[:3]
+    console.print(f"[green]wrote[/green] {options.out} ({frames} frames, {width}x{height})")
+    return 0
+
+
+def generation_metadata(request: object) -> dict[str, str]:
+    """Container tags of a generated clip: that it is AI-generated, and its request."""
+    from dataclasses import asdict
+
+    return {
+        "comment": "AI-generated by Kinetoscope",
+        "description": json.dumps(asdict(request), sort_keys=True),  # type: ignore[call-overload]
+    }
 
 
 def run_eval_vae(options: EvalVAEOptions) -> int:
@@ -321,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=3, help="which scene to render (3)")
     demo.set_defaults(handler=lambda a: run_demo(DemoOptions(out=a.out, seed=a.seed)))
 
+    _add_generate(commands)
+
     world = commands.add_parser("world", help="the procedural physics world")
     world_commands = world.add_subparsers(dest="world_command", required=True, metavar="COMMAND")
     _add_render(world_commands)
@@ -330,11 +492,55 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model")
     train_commands = train.add_subparsers(dest="train_command", required=True, metavar="MODEL")
     _add_train_vae(train_commands)
+    _add_train_dit(train_commands)
 
     evaluate = commands.add_parser("eval", help="measure a model")
     eval_commands = evaluate.add_subparsers(dest="eval_command", required=True, metavar="MODEL")
     _add_eval_vae(eval_commands)
     return parser
+
+
+def _add_generate(commands: argparse._SubParsersAction) -> None:
+    generate = commands.add_parser(
+        "generate",
+        help="make a video from a text prompt",
+        description="Make a video from a text prompt with the shipped model (or --model), on "
+        "the CPU by default, with no network.",
+    )
+    generate.add_argument("prompt", help='what to show, e.g. "A red circle falls and bounces."')
+    generate.add_argument("--out", type=Path, required=True, help="video file (.mp4, .webm, .gif)")
+    generate.add_argument("--negative", default="", help="what to steer away from")
+    generate.add_argument("--seconds", type=float, default=4.0, help="duration (4)")
+    generate.add_argument("--aspect", default="16:9", help="1:1, 16:9 or 9:16 (16:9)")
+    generate.add_argument("--size", type=int, help="short side in pixels (the model's: 128)")
+    generate.add_argument("--fps", type=int, help="frames per second (the model's: 16)")
+    generate.add_argument("--seed", type=int, default=0, help="the same seed, the same clip (0)")
+    generate.add_argument("--steps", type=int, help="sampling steps (the model's default)")
+    generate.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+    generate.add_argument("--sampler", default="euler", help="euler or heun (euler)")
+    generate.add_argument("--model", type=Path, help="a pipeline folder (default: shipped)")
+    generate.add_argument("--device", default="cpu", help="cpu or cuda[:N] (cpu)")
+
+    def handle(a: argparse.Namespace) -> int:
+        return run_generate(
+            GenerateOptions(
+                prompt=a.prompt,
+                out=a.out,
+                negative=a.negative,
+                seconds=a.seconds,
+                aspect=a.aspect,
+                size=a.size,
+                fps=a.fps,
+                seed=a.seed,
+                steps=a.steps,
+                guidance=a.guidance,
+                sampler=a.sampler,
+                model=a.model,
+                device=a.device,
+            )
+        )
+
+    generate.set_defaults(handler=handle)
 
 
 def _add_render(commands: argparse._SubParsersAction) -> None:
@@ -433,6 +639,57 @@ def _add_train_vae(commands: argparse._SubParsersAction) -> None:
                 lr=a.lr,
                 device=a.device,
                 workers=a.workers,
+                resume=a.resume,
+                stop_at=a.stop_at,
+            )
+        )
+
+    train.set_defaults(handler=handle)
+
+
+def _add_train_dit(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "dit",
+        help="train the text-to-video diffusion transformer (resumable: --resume continues)",
+        description="Several processes: torchrun --nproc_per_node N -m kinetoscope train dit ...",
+    )
+    train.add_argument("--preset", required=True, help=f"training preset: {TRAIN_DIT_PRESET_NAMES}")
+    train.add_argument("--out", type=Path, required=True, help="run folder")
+    train.add_argument("--vae", type=Path, help="VAE folder (default: the shipped VAE)")
+    train.add_argument("--steps", type=int, help="optimisation steps in all")
+    train.add_argument("--batch", type=int, help="clips per step, over all processes")
+    train.add_argument("--size", type=int, help="short side in pixels, a multiple of 16")
+    train.add_argument("--lr", type=float, help="peak learning rate")
+    train.add_argument("--device", help="auto, cpu or cuda[:N] (the preset's)")
+    train.add_argument("--workers", type=int, help="data-loading processes")
+    train.add_argument("--parallel", choices=PARALLEL_STRATEGIES, help="multi-process strategy")
+    train.add_argument("--eval-every", type=int, help="steps between judge evaluations (0: off)")
+    train.add_argument("--video-folder", type=Path, help="videos + captions.jsonl to train on")
+    train.add_argument("--video-weight", type=float, help="share of video-folder clips (0.5)")
+    train.add_argument("--seed", type=int, help="seed of the weights and the data")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument("--stop-at", type=int, help="stop after this step; --resume goes on")
+
+    def handle(a: argparse.Namespace) -> int:
+        weight = a.video_weight
+        if a.video_folder is not None and weight is None:
+            weight = 0.5
+        return run_train_dit(
+            TrainDiTOptions(
+                preset=a.preset,
+                out=a.out,
+                vae=a.vae,
+                steps=a.steps,
+                batch=a.batch,
+                size=a.size,
+                lr=a.lr,
+                device=a.device,
+                workers=a.workers,
+                parallel=a.parallel,
+                eval_every=a.eval_every,
+                video_folder=a.video_folder,
+                video_weight=weight,
+                seed=a.seed,
                 resume=a.resume,
                 stop_at=a.stop_at,
             )

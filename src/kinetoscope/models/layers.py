@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from kinetoscope.models.attention import attention
+
 MEMORY_FORMAT = torch.channels_last_3d
 
 __all__ = [
@@ -189,7 +191,7 @@ class ResBlock(nn.Module):
 class FrameAttention(nn.Module):
     """Single-head self-attention among the pixels of each frame, never across frames.
 
-    Through `F.scaled_dot_product_attention`, which picks a fused kernel where there is one.
+    Through `kinetoscope.models.attention.attention`, the project's one kernel-dispatch point.
     """
 
     def __init__(self, channels: int, eps: float = 1e-6) -> None:
@@ -202,7 +204,7 @@ class FrameAttention(nn.Module):
         height, width = x.shape[-2:]
         qkv = self.to_qkv(self.norm(x))  # (B, 3C, T, H, W)
         q, k, v = rearrange(qkv, "b (n c) t h w -> n (b t) 1 (h w) c", n=3)  # (B*T, 1, HW, C)
-        attended = F.scaled_dot_product_attention(q, k, v)  # (B*T, 1, HW, C)
+        attended = attention(q, k, v)  # (B*T, 1, HW, C)
         attended = rearrange(
             attended, "(b t) 1 (h w) c -> b c t h w", t=x.shape[2], h=height, w=width
         )  # (B, C, T, H, W)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,56 @@ def restore_rng_states(states: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy(), *rest))
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def check_run_folder(
+    out: Path, config: dict[str, Any], steps: int, resume: bool, resumable: Iterable[str]
+) -> dict[str, Any] | None:
+    """Check, before any compute, that ``out`` suits a fresh run or a resumption of the run
+    configured by ``config`` (a JSON-like dict) for ``steps`` steps in all; returns the
+    checkpoint to resume from (None for a fresh run). Only the options named in ``resumable``
+    (dotted for nested ones: "data.workers") may differ from the saved run's."""
+    out = Path(out)
+    checkpoint = checkpoint_path(out)
+    if out.exists() and not out.is_dir():
+        raise KinetoscopeError(f"{out} is a file, not a folder for the training run")
+    if not out.parent.resolve().is_dir():
+        raise KinetoscopeError(f"{out}: the folder {out.parent} does not exist")
+    if not resume:
+        if checkpoint.exists():
+            raise KinetoscopeError(
+                f"{out} already holds a training run; pass --resume to continue it, "
+                "or choose another --out"
+            )
+        return None
+    if not checkpoint.exists():
+        raise KinetoscopeError(f"nothing to resume: {checkpoint} does not exist")
+    state = load_checkpoint(checkpoint)
+    allowed = tuple(resumable)
+    saved, wanted = flatten(state["config"]), flatten(config)
+    changed = sorted(
+        key
+        for key in saved.keys() | wanted.keys()
+        if key not in allowed and saved.get(key) != wanted.get(key)
+    )
+    if changed:
+        raise KinetoscopeError(
+            f"cannot resume {out} with different options: {', '.join(changed)} differ from "
+            f"the saved run (only {', '.join(allowed)} may change)"
+        )
+    if state["step"] >= steps:
+        raise KinetoscopeError(
+            f"{out} already finished {state['step']} steps; pass a larger --steps to go on"
+        )
+    return state
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"data": {"size": 16}} -> {"data.size": 16}, so a message can name the exact option."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -34,17 +34,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from kinetoscope.errors import KinetoscopeError
 from kinetoscope.models.vae import VAE_PRESETS, VideoVAE
 from kinetoscope.training.checkpoint import (
+    check_run_folder,
     checkpoint_path,
-    load_checkpoint,
     restore_rng_states,
     rng_states,
     save_checkpoint,
 )
+from kinetoscope.training.distributed import check_device, resolve_device
+from kinetoscope.training.ema import EMA
 from kinetoscope.training.losses import VAELoss, VAELossConfig
 from kinetoscope.training.metrics import METRICS_NAME, MetricsLog
 from kinetoscope.training.vae_data import VAEBatchStream, VAEDataConfig
@@ -215,29 +217,6 @@ class WarmupCosine:
         return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-@torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * model, parameter by parameter."""
-    ema_params = list(ema.parameters())
-    torch._foreach_lerp_(ema_params, list(model.parameters()), 1.0 - decay)
-    for ema_buffer, buffer in zip(ema.buffers(), model.buffers(), strict=True):
-        ema_buffer.copy_(buffer)
-
-
-def check_device(name: str) -> None:
-    """Raise KinetoscopeError unless ``name`` is auto, cpu, or a CUDA device that exists."""
-    if name not in ("auto", "cpu") and not name.startswith("cuda"):
-        raise KinetoscopeError(f"device must be auto, cpu or cuda[:N], got {name!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise KinetoscopeError(f"device {name} asked for, but CUDA is not available here")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def train_step(
     vae: VideoVAE,
     loss_fn: VAELoss,
@@ -314,53 +293,6 @@ def export_model(
     return model.save_pretrained(folder, dtype=torch.bfloat16 if bf16 else None)
 
 
-def check_run_folder(config: VAETrainConfig, out: Path, resume: bool) -> dict[str, Any] | None:
-    """Check, before any compute, that ``out`` suits a fresh run or a resumption; returns the
-    checkpoint to resume from (None for a fresh run)."""
-    checkpoint = checkpoint_path(out)
-    if out.exists() and not out.is_dir():
-        raise KinetoscopeError(f"{out} is a file, not a folder for the training run")
-    if not out.parent.resolve().is_dir():
-        raise KinetoscopeError(f"{out}: the folder {out.parent} does not exist")
-    if not resume:
-        if checkpoint.exists():
-            raise KinetoscopeError(
-                f"{out} already holds a training run; pass --resume to continue it, "
-                "or choose another --out"
-            )
-        return None
-    if not checkpoint.exists():
-        raise KinetoscopeError(f"nothing to resume: {checkpoint} does not exist")
-    state = load_checkpoint(checkpoint)
-    saved, wanted = _flatten(state["config"]), _flatten(config.to_dict())
-    changed = sorted(
-        key
-        for key in saved.keys() | wanted.keys()
-        if key not in RESUMABLE_CHANGES and saved.get(key) != wanted.get(key)
-    )
-    if changed:
-        raise KinetoscopeError(
-            f"cannot resume {out} with different options: {', '.join(changed)} differ from "
-            f"the saved run (only {', '.join(RESUMABLE_CHANGES)} may change)"
-        )
-    if state["step"] >= config.steps:
-        raise KinetoscopeError(
-            f"{out} already finished {state['step']} steps; pass a larger --steps to go on"
-        )
-    return state
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"data": {"size": 16}} -> {"data.size": 16}, so a message can name the exact option."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 @dataclass(frozen=True)
 class TrainResult:
     """What a `train_vae` call did."""
@@ -391,7 +323,7 @@ def train_vae(
     out = Path(out)
     if stop_at is not None and stop_at < 1:
         raise KinetoscopeError(f"stop_at must be at least 1, got {stop_at}")
-    state = check_run_folder(config, out, resume)
+    state = check_run_folder(out, config.to_dict(), config.steps, resume, RESUMABLE_CHANGES)
     out.mkdir(exist_ok=True)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     device = resolve_device(config.device)
@@ -402,7 +334,7 @@ def train_vae(
     # 2. model, loss, optimizers, schedule: built the same way for fresh and resumed runs
     torch.manual_seed(config.seed)
     vae = VideoVAE(VAE_PRESETS[config.model]).to(device)
-    ema = copy.deepcopy(vae).requires_grad_(False) if config.ema_decay is not None else None
+    ema = EMA(vae, config.ema_decay) if config.ema_decay is not None else None
     loss_fn = VAELoss(config.loss).to(device)
     optimizer = torch.optim.AdamW(
         vae.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
@@ -469,7 +401,7 @@ def train_vae(
             lr = scheduler.get_last_lr()[0]
             scheduler.step()
             if ema is not None:
-                update_ema(ema, vae, config.ema_decay)  # type: ignore[arg-type]
+                ema.update(vae)
             step += 1
             window_frames += batch.shape[0] * batch.shape[2]
             if on_step is not None:
@@ -497,13 +429,13 @@ def train_vae(
     # 5. export the finished model, with its latent normalisation measured
     if step < config.steps:
         return TrainResult(step=step, finished=False, last=terms, model_folder=None)
-    final = ema if ema is not None else vae
-    statistics = None
-    if config.latent_stat_batches > 0:
-        # batches past the end of training: deterministic, and none was trained on
-        batches = (
-            stream.batch(config.steps + i).to(device) for i in range(config.latent_stat_batches)
-        )
-        statistics = latent_statistics(final, batches)
-    folder = export_model(final, out / EXPORT_FOLDER, statistics, config.export_bf16)
+    with ema.swapped_into(vae) if ema is not None else nullcontext(vae) as final:
+        statistics = None
+        if config.latent_stat_batches > 0:
+            # batches past the end of training: deterministic, and none was trained on
+            batches = (
+                stream.batch(config.steps + i).to(device) for i in range(config.latent_stat_batches)
+            )
+            statistics = latent_statistics(final, batches)
+        folder = export_model(final, out / EXPORT_FOLDER, statistics, config.export_bf16)
     return TrainResult(step=step, finished=True, last=terms, model_folder=folder)

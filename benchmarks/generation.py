@@ -1,0 +1,114 @@
+"""Measure text-to-video generation: prompt adherence with the judge, and speed.
+
+    python benchmarks/generation.py                         # the shipped model, 200 + 50 prompts
+    python benchmarks/generation.py --model runs/dit/model --prompts 20 --held-out 8
+    python benchmarks/generation.py --speed-only            # seconds for one 4 s 128x128 clip
+
+Quality: the first ``--prompts`` cases of the fixed prompt set (`kinetoscope.adherence`),
+generated at each case's aspect and duration with the model's default steps and guidance,
+judged against their scenes; then ``--held-out`` cases with held-out combinations, reported
+separately. Speed: a 4 s clip at the model's short side, 1:1 (the issue's "4 s 128x128"),
+default settings, median of ``--repeats`` runs after a warm-up, on the CPU threads given.
+Prints markdown for docs/benchmarks.md; ``--json PATH`` also writes the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from kinetoscope.adherence import TARGETS, AdherenceReport, judge_cases, prompt_cases
+from kinetoscope.pipeline import GenerationConfig, Pipeline, load_default
+from kinetoscope.world.judge import DIMENSIONS
+
+COLUMNS = ("overall", *DIMENSIONS, "gravity_bounce")
+
+
+def machine() -> str:
+    return (
+        f"{datetime.date.today()}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+
+
+def speed(pipeline: Pipeline, repeats: int) -> list[float]:
+    request = GenerationConfig(
+        "A red circle falls and bounces.", seconds=4.0, aspect="1:1", size=None
+    )
+    pipeline.generate(request)  # warm-up
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        pipeline.generate(request)
+        times.append(time.perf_counter() - began)
+    return times
+
+
+def table(rows: dict[str, AdherenceReport]) -> str:
+    header = "| set | clips | " + " | ".join(COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
+    targets = ["target", ""] + [f">= {TARGETS[c]:.2f}" if c in TARGETS else "" for c in COLUMNS]
+    lines.append("| " + " | ".join(targets) + " |")
+    for name, report in rows.items():
+        cells = [f"{report.means[c]:.3f}" if c in report.means else "-" for c in COLUMNS]
+        lines.append(f"| {name} | {report.cases} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, help="a pipeline folder (default: shipped)")
+    parser.add_argument("--prompts", type=int, default=200)
+    parser.add_argument("--held-out", type=int, default=50)
+    parser.add_argument("--steps", type=int, help="sampling steps (the model's default)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    parser.add_argument("--speed-only", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.model is None:
+        pipeline = load_default(args.device)
+    else:
+        pipeline = Pipeline.from_pretrained(args.model, args.device)
+    results: dict[str, object] = {"machine": machine()}
+    print(f"{machine()}\n")
+
+    times = speed(pipeline, args.repeats)
+    results["seconds_4s_clip"] = times
+    index = pipeline.index
+    print(
+        f"4 s {index.short_side}x{index.short_side} clip, {index.steps} steps, guidance "
+        f"{index.guidance:g}: median {statistics.median(times):.1f} s "
+        f"(min {min(times):.1f}, max {max(times):.1f}, {len(times)} runs)\n"
+    )
+    if not args.speed_only:
+        reports = {}
+        for name, count, held_out in (
+            ("fixed set", args.prompts, False),
+            ("held-out combinations", args.held_out, True),
+        ):
+            if count <= 0:
+                continue
+            began = time.perf_counter()
+            cases = prompt_cases(count, held_out=held_out)
+            reports[name] = judge_cases(pipeline, cases, steps=args.steps)
+            print(f"{name}: {count} clips in {time.perf_counter() - began:.0f} s")
+        print()
+        print(table(reports))
+        results["quality"] = {name: report.means for name, report in reports.items()}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

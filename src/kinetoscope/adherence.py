@@ -1,0 +1,144 @@
+"""How well a text-to-video model follows its prompts: the physics-world judge over a fixed set.
+
+A *prompt case* is a sampled scene with its caption, an aspect ratio and a duration. The model
+gets only the caption; the judge then scores the generated clip against the scene (colour,
+shape, count, motion, physics, permanence, consistency; see `kinetoscope.world.judge`).
+
+The fixed set (`prompt_cases`): scene seeds from `EVAL_SEED_START` on, which training never
+draws (it stays below `HELD_OUT_SEED_START`), aspect ratios and durations cycling over the
+native ones. ``held_out=True`` draws every scene with one of the sampler's held-out colour x
+shape x motion combinations instead, to measure composition beyond the training set.
+
+The issue's targets are per judge dimension, plus ``gravity_bounce``: the mean of the
+trajectory items that check gravity and bounces (parabolas between floor contacts, the number
+of bounces, losing height, reflections at the walls) over the clips that have them.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from kinetoscope.pipeline import GenerationConfig, Pipeline
+from kinetoscope.training.buckets import ASPECTS, check_aspect
+from kinetoscope.training.vae_data import HELD_OUT_SEED_START
+from kinetoscope.world.captions import caption
+from kinetoscope.world.judge import DIMENSIONS, Scores, judge
+from kinetoscope.world.sampler import sample_held_out_scene, sample_scene
+from kinetoscope.world.spec import SceneSpec
+
+EVAL_SEED_START = HELD_OUT_SEED_START + 1_000_000  # clear of every seed training draws
+DURATIONS = (1.0, 2.0, 3.0, 4.0)
+GRAVITY_ITEMS = ("gravity", "bounces", "losing_height", "reflections")
+TARGETS: dict[str, float] = {
+    "color": 0.95,
+    "shape": 0.90,
+    "object_count": 0.90,
+    "motion_direction": 0.90,
+    "gravity_bounce": 0.80,
+    "permanence": 0.80,
+    "temporal_consistency": 0.90,
+}
+
+
+@dataclass(frozen=True)
+class PromptCase:
+    """One prompt of the set: the scene to show, its caption and the clip's shape."""
+
+    seed: int
+    scene: SceneSpec
+    prompt: str
+    aspect: str
+    seconds: float
+    held_out: bool
+
+
+def prompt_cases(
+    count: int,
+    held_out: bool = False,
+    aspects: Sequence[str] = tuple(ASPECTS),
+    durations: Sequence[float] = DURATIONS,
+) -> list[PromptCase]:
+    """The first ``count`` cases of the fixed set (the same on every machine)."""
+    cases = []
+    for index in range(count):
+        seed = EVAL_SEED_START + index
+        aspect = aspects[index % len(aspects)]
+        seconds = float(durations[(index // len(aspects)) % len(durations)])
+        width, height = check_aspect(aspect)
+        draw = sample_held_out_scene if held_out else sample_scene
+        scene = draw(seed, aspect=width / height, seconds=seconds)
+        prompt = caption(scene, aspect=width / height)
+        cases.append(PromptCase(seed, scene, prompt, aspect, seconds, held_out))
+    return cases
+
+
+def gravity_bounce(scores: Scores) -> float | None:
+    """The mean of the gravity and bounce items of a clip's trajectory, None if it has none."""
+    items = scores.details.get("trajectory", {})
+    values = [value for name, value in items.items() if name.rsplit(".", 1)[-1] in GRAVITY_ITEMS]
+    return statistics.fmean(values) if values else None
+
+
+def judge_case(
+    pipeline: Pipeline,
+    case: PromptCase,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance: float | None = None,
+) -> Scores:
+    """Generate the case's caption at its shape and judge the clip against its scene."""
+    request = GenerationConfig(
+        prompt=case.prompt,
+        seconds=case.seconds,
+        aspect=case.aspect,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+    )
+    video = pipeline.generate(request)
+    return judge(video.frames, video.fps, case.scene)
+
+
+@dataclass(frozen=True)
+class AdherenceReport:
+    """Per-dimension means over a prompt set (plus ``overall`` and ``gravity_bounce``)."""
+
+    cases: int
+    means: dict[str, float]
+
+    def meets(self) -> dict[str, bool]:
+        """Whether each target dimension reaches its target (those the set measured)."""
+        return {
+            name: self.means[name] >= target
+            for name, target in TARGETS.items()
+            if name in self.means
+        }
+
+
+def judge_cases(
+    pipeline: Pipeline,
+    cases: Sequence[PromptCase],
+    seed: int = 0,
+    steps: int | None = None,
+    guidance: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> AdherenceReport:
+    """Judge every case; ``progress(done)`` after each."""
+    per_dimension: dict[str, list[float]] = {name: [] for name in (*DIMENSIONS, "overall")}
+    physics: list[float] = []
+    for done, case in enumerate(cases, start=1):
+        scores = judge_case(pipeline, case, seed=seed, steps=steps, guidance=guidance)
+        for name in DIMENSIONS:
+            per_dimension[name].append(scores.dimensions[name])
+        per_dimension["overall"].append(scores.overall)
+        value = gravity_bounce(scores)
+        if value is not None:
+            physics.append(value)
+        if progress is not None:
+            progress(done)
+    means = {name: statistics.fmean(values) for name, values in per_dimension.items() if values}
+    if physics:
+        means["gravity_bounce"] = statistics.fmean(physics)
+    return AdherenceReport(len(cases), means)
