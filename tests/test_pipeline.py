@@ -50,6 +50,13 @@ def test_clip_shape_follows_aspect_and_duration(pipeline):
     assert tuple(tall.frames.shape) == (17, 112, 64, 3)
 
 
+def test_defaults_come_from_the_model_index(pipeline):
+    plan = pipeline.plan(GenerationConfig("A red circle falls."))
+    assert plan.bucket.seconds == pipeline.index.max_seconds == 4.0
+    assert (plan.bucket.height, plan.bucket.width) == (64, 112)  # 16:9 at the short side
+    assert (plan.steps, plan.guidance, plan.fps) == (3, 3.0, 16)
+
+
 def test_same_seed_same_clip_and_seeds_differ(pipeline):
     first = pipeline.generate(request(seed=5))
     again = pipeline.generate(request(seed=5))

@@ -114,7 +114,7 @@ class GenerateOptions:
     prompt: str
     out: Path
     negative: str = ""
-    seconds: float = 4.0
+    seconds: float | None = None
     aspect: str = "16:9"
     size: int | None = None
     fps: int | None = None
@@ -235,10 +235,14 @@ def run_demo(options: DemoOptions) -> int:
 
 
 def _generate_demo_clip(clip: Path, spec: Path, seed: int) -> None:
-    """Generate the caption of a held-out physics-world scene and keep the scene beside it."""
-    from kinetoscope.adherence import prompt_cases
+    """Generate the caption of an evaluation scene (one training never saw) at a duration the
+    shipped model makes, keeping the scene beside the clip for the judge."""
+    from kinetoscope.adherence import DURATIONS, prompt_cases
+    from kinetoscope.pipeline import DEFAULT_MODEL_DIR, read_model_index
 
-    case = prompt_cases(seed + 1)[seed]
+    index = read_model_index(DEFAULT_MODEL_DIR)
+    durations = [d for d in DURATIONS if index.min_seconds <= d <= index.max_seconds]
+    case = prompt_cases(seed + 1, durations=durations or [index.max_seconds])[seed]
     _write_text(spec, case.scene.to_json())
     console.print(f"prompt: {case.prompt}")
     run_generate(
@@ -510,7 +514,7 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("prompt", help='what to show, e.g. "A red circle falls and bounces."')
     generate.add_argument("--out", type=Path, required=True, help="video file (.mp4, .webm, .gif)")
     generate.add_argument("--negative", default="", help="what to steer away from")
-    generate.add_argument("--seconds", type=float, default=4.0, help="duration (4)")
+    generate.add_argument("--seconds", type=float, help="duration (the model's longest: 4)")
     generate.add_argument("--aspect", default="16:9", help="1:1, 16:9 or 9:16 (16:9)")
     generate.add_argument("--size", type=int, help="short side in pixels (the model's: 128)")
     generate.add_argument("--fps", type=int, help="frames per second (the model's: 16)")

@@ -103,7 +103,7 @@ class GenerationConfig:
 
     prompt: str
     negative_prompt: str = ""
-    seconds: float = 4.0
+    seconds: float | None = None  # the model's longest native duration (4 s)
     aspect: str = "16:9"
     size: int | None = None  # short side in pixels
     fps: int | None = None
@@ -146,13 +146,7 @@ class Pipeline:
     ) -> Pipeline:
         """Load a pipeline folder (``model_index.json``, ``vae/``, ``transformer/``)."""
         folder = Path(folder)
-        index_path = folder / INDEX_FILE
-        if not index_path.is_file():
-            raise KinetoscopeError(f"{folder} is not a pipeline folder: it has no {INDEX_FILE}")
-        try:
-            index = ModelIndex.from_dict(json.loads(index_path.read_text()))
-        except (ValueError, TypeError) as exc:
-            raise KinetoscopeError(f"{index_path} is not a valid model index: {exc}") from exc
+        index = read_model_index(folder)
         vae = VideoVAE.from_pretrained(folder / index.vae, device=device)
         transformer = DiffusionTransformer.from_pretrained(
             folder / index.transformer, device=device
@@ -186,7 +180,7 @@ class Pipeline:
             raise GenerationError(
                 f"unsupported aspect {config.aspect!r}; this model supports {list(index.aspects)}"
             )
-        seconds = config.seconds
+        seconds = index.max_seconds if config.seconds is None else config.seconds
         if not (isinstance(seconds, int | float) and math.isfinite(seconds)) or not (
             index.min_seconds <= seconds <= index.max_seconds
         ):
@@ -318,6 +312,17 @@ class Pipeline:
         """Normalised latents (1, C, t, h, w) to uint8 frames (T, H, W, 3) of ``shape``."""
         layout = FrameLayout(shape.frames, shape.height, shape.width)
         return decode_video(self.vae, latents, layout)
+
+
+def read_model_index(folder: str | os.PathLike[str]) -> ModelIndex:
+    """A pipeline folder's ``model_index.json``: its parts and what the model supports."""
+    index_path = Path(folder) / INDEX_FILE
+    if not index_path.is_file():
+        raise KinetoscopeError(f"{folder} is not a pipeline folder: it has no {INDEX_FILE}")
+    try:
+        return ModelIndex.from_dict(json.loads(index_path.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise KinetoscopeError(f"{index_path} is not a valid model index: {exc}") from exc
 
 
 def _clean_known(x: Tensor, known_latents: Tensor | None, known_mask: Tensor | None) -> Tensor:
