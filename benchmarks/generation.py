@@ -25,7 +25,13 @@ from pathlib import Path
 
 import torch
 
-from kinetoscope.adherence import TARGETS, AdherenceReport, judge_cases, prompt_cases
+from kinetoscope.adherence import (
+    TARGETS,
+    AdherenceReport,
+    judge_cases,
+    native_durations,
+    prompt_cases,
+)
 from kinetoscope.pipeline import GenerationConfig, Pipeline, load_default
 from kinetoscope.world.judge import DIMENSIONS
 
@@ -101,7 +107,8 @@ def main() -> None:
             if count <= 0:
                 continue
             began = time.perf_counter()
-            cases = prompt_cases(count, held_out=held_out)
+            # durations the model makes in one go (1-4 s for the default recipe)
+            cases = prompt_cases(count, held_out=held_out, durations=native_durations(index))
             reports[name] = judge_cases(pipeline, cases, steps=args.steps)
             print(f"{name}: {count} clips in {time.perf_counter() - began:.0f} s")
         print()

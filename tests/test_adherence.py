@@ -8,6 +8,7 @@ from kinetoscope.adherence import (
     AdherenceReport,
     gravity_bounce,
     judge_cases,
+    native_durations,
     prompt_cases,
 )
 from kinetoscope.models.dit import DIT_PRESETS, DiffusionTransformer
@@ -64,3 +65,9 @@ def test_judge_cases_reports_every_dimension():
     assert all(0.0 <= value <= 1.0 for value in report.means.values())
     # an untrained model draws no objects: the count target is far out of reach
     assert report.meets()["object_count"] is False
+
+
+def test_native_durations_follow_the_model():
+    assert native_durations(ModelIndex(min_seconds=1.0, max_seconds=2.0)) == (1.0, 2.0)
+    assert native_durations(ModelIndex()) == (1.0, 2.0, 3.0, 4.0)
+    assert native_durations(ModelIndex(min_seconds=0.5, max_seconds=0.5)) == (0.5,)

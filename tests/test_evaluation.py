@@ -182,7 +182,10 @@ def test_eval_of_a_missing_video_names_it(model_folder, tmp_path, capsys):
     assert "gone.mp4" in capsys.readouterr().err
 
 
-def test_eval_without_a_model_says_there_is_no_shipped_vae_yet(videos, capsys):
+def test_eval_without_a_model_says_when_no_vae_ships(videos, capsys, monkeypatch, tmp_path):
+    import kinetoscope.evaluation
+
+    monkeypatch.setattr(kinetoscope.evaluation, "DEFAULT_VAE_FOLDER", tmp_path / "none")
     assert main(["eval", "vae", "--videos", str(videos[0])]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "no shipped VAE yet" in err and "--model" in err

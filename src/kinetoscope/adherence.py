@@ -20,7 +20,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from kinetoscope.pipeline import GenerationConfig, Pipeline
+from kinetoscope.pipeline import GenerationConfig, ModelIndex, Pipeline
 from kinetoscope.training.buckets import ASPECTS, check_aspect
 from kinetoscope.training.vae_data import HELD_OUT_SEED_START
 from kinetoscope.world.captions import caption
@@ -72,6 +72,12 @@ def prompt_cases(
         prompt = caption(scene, aspect=width / height)
         cases.append(PromptCase(seed, scene, prompt, aspect, seconds, held_out))
     return cases
+
+
+def native_durations(index: ModelIndex) -> tuple[float, ...]:
+    """The set's durations that a model makes in one go (its longest when none is)."""
+    fitting = tuple(d for d in DURATIONS if index.min_seconds <= d <= index.max_seconds)
+    return fitting or (index.max_seconds,)
 
 
 def gravity_bounce(scores: Scores) -> float | None:

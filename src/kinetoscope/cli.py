@@ -26,6 +26,7 @@ from kinetoscope import __version__
 from kinetoscope.errors import KinetoscopeError
 
 console = Console(stderr=True)
+StepCallback = Callable[[int, dict[str, float]], None]  # (step, logged numbers) from a trainer
 
 
 # ---- options ---------------------------------------------------------------------------------
@@ -237,12 +238,11 @@ def run_demo(options: DemoOptions) -> int:
 def _generate_demo_clip(clip: Path, spec: Path, seed: int) -> None:
     """Generate the caption of an evaluation scene (one training never saw) at a duration the
     shipped model makes, keeping the scene beside the clip for the judge."""
-    from kinetoscope.adherence import DURATIONS, prompt_cases
+    from kinetoscope.adherence import native_durations, prompt_cases
     from kinetoscope.pipeline import DEFAULT_MODEL_DIR, read_model_index
 
-    index = read_model_index(DEFAULT_MODEL_DIR)
-    durations = [d for d in DURATIONS if index.min_seconds <= d <= index.max_seconds]
-    case = prompt_cases(seed + 1, durations=durations or [index.max_seconds])[seed]
+    durations = native_durations(read_model_index(DEFAULT_MODEL_DIR))
+    case = prompt_cases(seed + 1, durations=durations)[seed]
     _write_text(spec, case.scene.to_json())
     console.print(f"prompt: {case.prompt}")
     run_generate(
@@ -265,31 +265,18 @@ def run_train_vae(options: TrainVAEOptions) -> int:
         device=options.device,
         workers=options.workers,
     ).validate()
-    # the bar appears with the first step, so errors found before any compute print alone
-    progress = _progress(TextColumn("{task.fields[losses]}"))
-    task = progress.add_task("training the VAE", total=config.steps, losses="")
+    shown = ("total", "l1", "l2", "perceptual", "kl", "generator_adversarial")
 
-    def show(step: int, terms: dict[str, float]) -> None:
-        if not progress.live.is_started:
-            progress.start()
-        shown = ("total", "l1", "l2", "perceptual", "kl", "generator_adversarial")
-        losses = " ".join(f"{name} {terms[name]:.4g}" for name in shown if name in terms)
-        progress.update(task, completed=step, losses=losses)
+    def describe(terms: dict[str, float]) -> str:
+        return " ".join(f"{name} {terms[name]:.4g}" for name in shown if name in terms)
 
-    try:
+    def train(on_step: StepCallback) -> tuple[int, bool, Path | None]:
         result = train_vae(
-            config, options.out, resume=options.resume, stop_at=options.stop_at, on_step=show
+            config, options.out, resume=options.resume, stop_at=options.stop_at, on_step=on_step
         )
-    finally:
-        progress.stop()
-    if not result.finished:
-        console.print(
-            f"[yellow]stopped[/yellow] at step {result.step} of {config.steps}; "
-            f"continue with --resume: {options.out}"
-        )
-    else:
-        console.print(f"[green]trained[/green] {result.step} steps: {result.model_folder}")
-    return 0
+        return result.step, result.finished, result.model_folder
+
+    return _run_training("training the VAE", config.steps, options.out, train, describe)
 
 
 def run_train_dit(options: TrainDiTOptions) -> int:
@@ -314,28 +301,47 @@ def run_train_dit(options: TrainDiTOptions) -> int:
         video_weight=options.video_weight,
         seed=options.seed,
     ).validate()
+
+    def describe(numbers: dict[str, float]) -> str:
+        return f"loss {numbers['loss']:.4g}"
+
+    def train(on_step: StepCallback) -> tuple[int, bool, Path | None]:
+        result = train_dit(
+            config, options.out, resume=options.resume, stop_at=options.stop_at, on_step=on_step
+        )
+        return result.step, result.finished, result.pipeline_folder
+
+    return _run_training("training the DiT", config.steps, options.out, train, describe)
+
+
+def _run_training(
+    title: str,
+    steps: int,
+    out: Path,
+    train: Callable[[StepCallback], tuple[int, bool, Path | None]],
+    describe: Callable[[dict[str, float]], str],
+) -> int:
+    """Run ``train(on_step)`` -> (step, finished, exported folder) under a progress bar, then
+    say where the result is."""
     # the bar appears with the first step, so errors found before any compute print alone
     progress = _progress(TextColumn("{task.fields[numbers]}"))
-    task = progress.add_task("training the DiT", total=config.steps, numbers="")
+    task = progress.add_task(title, total=steps, numbers="")
 
     def show(step: int, numbers: dict[str, float]) -> None:
         if not progress.live.is_started:
             progress.start()
-        progress.update(task, completed=step, numbers=f"loss {numbers['loss']:.4g}")
+        progress.update(task, completed=step, numbers=describe(numbers))
 
     try:
-        result = train_dit(
-            config, options.out, resume=options.resume, stop_at=options.stop_at, on_step=show
-        )
+        step, finished, folder = train(show)
     finally:
         progress.stop()
-    if not result.finished:
+    if not finished:
         console.print(
-            f"[yellow]stopped[/yellow] at step {result.step} of {config.steps}; "
-            f"continue with --resume: {options.out}"
+            f"[yellow]stopped[/yellow] at step {step} of {steps}; continue with --resume: {out}"
         )
     else:
-        console.print(f"[green]trained[/green] {result.step} steps: {result.pipeline_folder}")
+        console.print(f"[green]trained[/green] {step} steps: {folder}")
     return 0
 
 

@@ -43,12 +43,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kinetoscope.errors import KinetoscopeError
+from kinetoscope.weights import SHIPPED_VAE_DIR
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # BT.601
-DEFAULT_VAE_FOLDER = Path(__file__).parent / "weights" / "vae"
+DEFAULT_VAE_FOLDER = SHIPPED_VAE_DIR
 
 
 # ---- metrics ---------------------------------------------------------------------------------
@@ -230,8 +231,8 @@ def load_vae(folder: Path | None, device: str = "cpu") -> torch.nn.Module:
     if folder is None:
         if not (DEFAULT_VAE_FOLDER / "config.json").exists():
             raise KinetoscopeError(
-                "no shipped VAE yet (kinetoscope/weights/vae does not exist); pass a trained "
-                "one with --model DIR, e.g. the vae/ folder that `kinetoscope train vae` writes"
+                f"no shipped VAE yet ({DEFAULT_VAE_FOLDER} does not exist); pass a trained one "
+                "with --model DIR, e.g. the vae/ folder that `kinetoscope train vae` writes"
             )
         folder = DEFAULT_VAE_FOLDER
     if not Path(folder).is_dir():

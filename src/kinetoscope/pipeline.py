@@ -45,9 +45,9 @@ from kinetoscope.models.text import TextEmbedding, TextEncoder, load_text_encode
 from kinetoscope.models.vae import FrameLayout, VideoVAE, decode_video
 from kinetoscope.training.buckets import ASPECTS, Bucket, bucket
 from kinetoscope.training.conditioning import with_known_frames
+from kinetoscope.weights import DEFAULT_MODEL_DIR
 
 INDEX_FILE = "model_index.json"
-DEFAULT_MODEL_DIR = Path(__file__).parent / "weights" / "default"
 SAMPLERS: dict[str, Callable[..., Tensor]] = {"euler": sample_euler, "heun": sample_heun}
 MAX_STEPS = 200
 MAX_GUIDANCE = 30.0

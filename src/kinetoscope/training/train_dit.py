@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -52,7 +51,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-import kinetoscope
 from kinetoscope.adherence import PromptCase, judge_cases, prompt_cases
 from kinetoscope.errors import KinetoscopeError
 from kinetoscope.flow.objective import flow_matching_loss, interpolate, sample_timesteps
@@ -91,7 +89,8 @@ from kinetoscope.training.distributed import (
 from kinetoscope.training.dit_data import DiTBatchStream, DiTDataConfig, LatentBatch
 from kinetoscope.training.ema import EMA
 from kinetoscope.training.metrics import METRICS_NAME, MetricsLog
-from kinetoscope.training.train_vae import WarmupCosine
+from kinetoscope.training.schedule import WarmupCosine, check_optimization
+from kinetoscope.weights import SHIPPED_VAE_DIR
 
 T = TypeVar("T")
 # fields that may change between a run and its resumption; everything else must match
@@ -107,7 +106,7 @@ RESUMABLE_CHANGES = (
     "evaluation.steps",
     "evaluation.guidance",
 )
-SHIPPED_VAE = Path(kinetoscope.__file__).parent / "weights" / "vae"
+SHIPPED_VAE = SHIPPED_VAE_DIR
 TRANSFORMER_FOLDER, VAE_FOLDER, CACHE_FOLDER = "transformer", "vae", "cache"
 MIN_EVALUATION_SIZE = 64  # the pipeline's smallest short side
 
@@ -169,16 +168,15 @@ class DiTTrainConfig:
             raise KinetoscopeError(
                 f"unknown DiT preset {self.model!r}; choose from {list(DIT_PRESETS)}"
             )
-        if self.steps < 1:
-            raise KinetoscopeError(f"steps must be at least 1, got {self.steps}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise KinetoscopeError(f"learning rate must be a positive number, got {self.lr}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise KinetoscopeError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.warmup_steps < 0 or self.grad_clip <= 0 or self.weight_decay < 0:
-            raise KinetoscopeError("warmup_steps and weight_decay must be >= 0, grad_clip > 0")
-        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise KinetoscopeError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
+        check_optimization(
+            self.steps,
+            self.lr,
+            self.min_lr_ratio,
+            self.warmup_steps,
+            self.weight_decay,
+            self.grad_clip,
+            self.ema_decay,
+        )
         if not 0 <= self.text_dropout < 1:
             raise KinetoscopeError(f"text_dropout must be in [0, 1), got {self.text_dropout}")
         if self.parallel not in STRATEGIES:

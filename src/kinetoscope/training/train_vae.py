@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
@@ -49,6 +48,7 @@ from kinetoscope.training.distributed import check_device, resolve_device
 from kinetoscope.training.ema import EMA
 from kinetoscope.training.losses import VAELoss, VAELossConfig
 from kinetoscope.training.metrics import METRICS_NAME, MetricsLog
+from kinetoscope.training.schedule import WarmupCosine, check_optimization
 from kinetoscope.training.vae_data import VAEBatchStream, VAEDataConfig
 
 # fields that may change between a run and its resumption; everything else must match
@@ -87,16 +87,15 @@ class VAETrainConfig:
             raise KinetoscopeError(
                 f"unknown VAE preset {self.model!r}; choose from {list(VAE_PRESETS)}"
             )
-        if self.steps < 1:
-            raise KinetoscopeError(f"steps must be at least 1, got {self.steps}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise KinetoscopeError(f"learning rate must be a positive number, got {self.lr}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise KinetoscopeError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.warmup_steps < 0 or self.grad_clip <= 0 or self.weight_decay < 0:
-            raise KinetoscopeError("warmup_steps and weight_decay must be >= 0, grad_clip > 0")
-        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise KinetoscopeError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
+        check_optimization(
+            self.steps,
+            self.lr,
+            self.min_lr_ratio,
+            self.warmup_steps,
+            self.weight_decay,
+            self.grad_clip,
+            self.ema_decay,
+        )
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise KinetoscopeError("checkpoint_every and log_every must be at least 1")
         if self.workers < 0 or self.latent_stat_batches < 0:
@@ -201,20 +200,6 @@ def config_from_dict(data: dict[str, Any]) -> VAETrainConfig:
 
 
 # ---- pieces of the loop ----------------------------------------------------------------------
-
-
-class WarmupCosine:
-    """Learning-rate factor: linear warmup to 1, then a cosine down to ``floor`` at the end.
-    A class (not a lambda) so that LambdaLR can save it in a checkpoint."""
-
-    def __init__(self, warmup: int, total: int, floor: float) -> None:
-        self.warmup, self.total, self.floor = warmup, total, floor
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / self.warmup
-        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
-        return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def train_step(
