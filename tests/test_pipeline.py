@@ -158,3 +158,14 @@ def test_generate_command_without_a_model_says_none_ships(tmp_path, capsys, monk
     monkeypatch.setattr(pipeline_module, "DEFAULT_MODEL_DIR", tmp_path / "missing")
     assert main(["generate", "x", "--out", str(tmp_path / "clip.mp4")]) == 2
     assert "no default model" in capsys.readouterr().err
+
+
+def test_generate_command_says_what_a_model_marked_interim_is(pipeline, tmp_path, capsys):
+    marked = Pipeline(
+        pipeline.vae,
+        pipeline.transformer,
+        ModelIndex(short_side=64, steps=1, extra={"status": "interim: a test model"}),
+    ).save_pretrained(tmp_path / "marked")
+    argv = ["generate", "x", "--model", str(marked), "--out", str(tmp_path / "c.mp4")]
+    assert main([*argv, "--seconds", "1"]) == 0
+    assert "interim: a test model" in capsys.readouterr().err

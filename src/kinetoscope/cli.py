@@ -373,6 +373,8 @@ def run_generate(options: GenerateOptions) -> int:
         else:
             pipeline = Pipeline.from_pretrained(options.model, device=options.device)
     plan = pipeline.plan(request)
+    if "status" in pipeline.index.extra:  # e.g. an interim model says what it is
+        console.print(f"[yellow]model:[/yellow] {escape(str(pipeline.index.extra['status']))}")
     # 3. generate with a progress bar over the sampling steps, then write the file
     with _progress() as progress:
         task = progress.add_task("generating", total=plan.steps)

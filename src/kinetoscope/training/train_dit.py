@@ -168,15 +168,7 @@ class DiTTrainConfig:
             raise KinetoscopeError(
                 f"unknown DiT preset {self.model!r}; choose from {list(DIT_PRESETS)}"
             )
-        check_optimization(
-            self.steps,
-            self.lr,
-            self.min_lr_ratio,
-            self.warmup_steps,
-            self.weight_decay,
-            self.grad_clip,
-            self.ema_decay,
-        )
+        check_optimization(self)
         if not 0 <= self.text_dropout < 1:
             raise KinetoscopeError(f"text_dropout must be in [0, 1), got {self.text_dropout}")
         if self.parallel not in STRATEGIES:

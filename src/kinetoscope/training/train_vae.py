@@ -87,15 +87,7 @@ class VAETrainConfig:
             raise KinetoscopeError(
                 f"unknown VAE preset {self.model!r}; choose from {list(VAE_PRESETS)}"
             )
-        check_optimization(
-            self.steps,
-            self.lr,
-            self.min_lr_ratio,
-            self.warmup_steps,
-            self.weight_decay,
-            self.grad_clip,
-            self.ema_decay,
-        )
+        check_optimization(self)
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise KinetoscopeError("checkpoint_every and log_every must be at least 1")
         if self.workers < 0 or self.latent_stat_batches < 0:
