@@ -222,7 +222,9 @@ class Pipeline:
         if not config.prompt.strip():
             warnings.warn("empty prompt: generating unconditionally", UserWarning, stacklevel=2)
         text = self.encode_prompt(config.prompt)
-        negative = self.encode_prompt(config.negative_prompt)
+        # the negative prompt only steers the guided (unconditional) pass
+        guided = plan.guidance != 1.0 and text is not None
+        negative = self.encode_prompt(config.negative_prompt) if guided else None
         # 3.-4. noise from the seed, then the flow
         latents = self.sample_latents(
             plan.bucket.latent_shape,

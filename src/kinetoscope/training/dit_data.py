@@ -52,7 +52,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from kinetoscope.errors import KinetoscopeError, SpecError
+from kinetoscope.errors import KinetoscopeError
 from kinetoscope.io.video import read_video
 from kinetoscope.models.text import TextEmbedding, TextEncoder, load_text_encoder
 from kinetoscope.models.vae import VideoVAE
@@ -64,17 +64,19 @@ from kinetoscope.training.buckets import (
     batch_size_for,
     buckets_for,
 )
-from kinetoscope.training.vae_data import HELD_OUT_SEED_START
+from kinetoscope.training.vae_data import (
+    HELD_OUT_SEED_START,
+    SeededStream,
+    sample_training_scene,
+)
 from kinetoscope.world.captions import CAPTION_STYLES, caption
 from kinetoscope.world.render import render_batch
-from kinetoscope.world.sampler import sample_scene
 from kinetoscope.world.spec import SceneSpec
 
 SOURCES = ("world", "video")
 CAPTIONS_FILE = "captions.jsonl"
 TEXT_ENCODER_NAME = "all-MiniLM-L6-v2"  # names the text cache: another encoder, another folder
 ENCODE_CLIPS = 8  # clips the VAE encodes at once: bounds its activation memory
-_SCENE_ATTEMPTS = 100  # seeds tried from a drawn one on until the sampler fills a scene
 
 
 @dataclass(frozen=True)
@@ -280,18 +282,9 @@ def make_pixels(
 
 @functools.lru_cache(maxsize=4096)
 def training_scene(seed: int, bucket: Bucket) -> SceneSpec:
-    """The scene of the first seed from ``seed`` on that the sampler can fill at the bucket's
-    aspect and duration; seeds stay below `HELD_OUT_SEED_START`. Remembered (a scene takes
+    """`sample_training_scene` at the bucket's aspect and duration, remembered (a scene takes
     the sampler a fraction of a second), so a finite scene pool costs that once."""
-    aspect = bucket.width / bucket.height
-    for attempt in range(_SCENE_ATTEMPTS):
-        try:
-            return sample_scene((seed + attempt) % HELD_OUT_SEED_START, aspect, bucket.seconds)
-        except SpecError:
-            continue
-    raise KinetoscopeError(
-        f"no scene could be sampled from seed {seed} on for bucket {bucket.name}"
-    )
+    return sample_training_scene(seed, bucket.width / bucket.height, bucket.seconds)
 
 
 class VideoFolder:
@@ -510,7 +503,7 @@ class LatentBatch:
     global_batch: int
 
 
-class DiTBatchStream:
+class DiTBatchStream(SeededStream):
     """An infinite iterator of `LatentBatch` for one rank; ``state_dict()`` is all a resume
     needs. ``next(stream)`` gives batch ``stream.step`` and advances the step."""
 
@@ -561,17 +554,6 @@ class DiTBatchStream:
     def pixels(self, step: int) -> PixelBatch:
         """Stages 1-2 of batch ``step``."""
         return _PixelsAt(self)[step]
-
-    def state_dict(self) -> dict[str, int]:
-        return {"step": self.step, "seed": self.config.seed}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        if state.get("seed", self.config.seed) != self.config.seed:
-            raise KinetoscopeError(
-                f"the saved data stream used seed {state['seed']}, this one {self.config.seed}"
-            )
-        self.step = int(state["step"])
-        self._iterator = None
 
     @property
     def text_encoder(self) -> TextEncoder:

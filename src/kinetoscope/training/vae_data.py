@@ -33,6 +33,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +49,7 @@ from kinetoscope.world.spec import SceneSpec, frame_count
 # clips from there (see benchmarks/vae_quality.py), on top of the sampler's held-out
 # colour x shape x motion combinations, which `sample_scene` never draws anyway.
 HELD_OUT_SEED_START = 2**31
+SCENE_ATTEMPTS = 100  # seeds tried from a drawn one on until the sampler fills a scene
 FORBIDDEN_IMAGE_SOURCE = "opencv-doc"  # the real-video evaluation set lives in this package
 
 # scikit-image's data images that ship inside the wheel (others would need a download)
@@ -163,7 +165,27 @@ def _check_image_folder(folder: str) -> None:
 # ---- the stream ------------------------------------------------------------------------------
 
 
-class VAEBatchStream:
+class SeededStream:
+    """A batch stream whose state is its next step and its seed (a batch is a pure function
+    of both): what a checkpoint saves and a resumed run restores."""
+
+    step: int
+    config: Any  # a data config with a ``seed``
+    _iterator: Iterator[Any] | None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"step": self.step, "seed": self.config.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state.get("seed", self.config.seed) != self.config.seed:
+            raise KinetoscopeError(
+                f"the saved data stream used seed {state['seed']}, this one {self.config.seed}"
+            )
+        self.step = int(state["step"])
+        self._iterator = None
+
+
+class VAEBatchStream(SeededStream):
     """An infinite iterator of training batches; ``state_dict()`` is all a resume needs.
 
     ``next(stream)`` gives batch ``stream.step`` and advances the step. ``workers > 0`` makes
@@ -189,17 +211,6 @@ class VAEBatchStream:
     def batch(self, step: int) -> Tensor:
         """Batch number ``step``, without moving the stream."""
         return to_model_range(make_batch(self.config, step))
-
-    def state_dict(self) -> dict[str, int]:
-        return {"step": self.step, "seed": self.config.seed}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        if state.get("seed", self.config.seed) != self.config.seed:
-            raise KinetoscopeError(
-                f"the saved data stream used seed {state['seed']}, this one {self.config.seed}"
-            )
-        self.step = int(state["step"])
-        self._iterator = None
 
     def _start(self, step: int) -> Iterator[Tensor]:
         if self.workers == 0:
@@ -276,7 +287,7 @@ def world_clips(
     for _ in range(count):
         aspect = float(rng.choice(aspect_values, p=aspect_weights / aspect_weights.sum()))
         seconds = float(rng.choice(durations))
-        scene = _scene(int(rng.integers(HELD_OUT_SEED_START)), aspect, seconds)
+        scene = sample_training_scene(int(rng.integers(HELD_OUT_SEED_START)), aspect, seconds)
         start = int(rng.integers(scene.frame_count(config.fps) - frames + 1))
         plans.append((aspect, scene, start))
     clips: list[Tensor | None] = [None] * count
@@ -297,9 +308,10 @@ def world_clips(
     return clips  # type: ignore[return-value]
 
 
-def _scene(seed: int, aspect: float, seconds: float) -> SceneSpec:
-    """The scene of the first seed from ``seed`` on that the sampler can fill."""
-    for attempt in range(100):
+def sample_training_scene(seed: int, aspect: float, seconds: float) -> SceneSpec:
+    """The scene of the first seed from ``seed`` on that the sampler can fill at that aspect
+    and duration; seeds stay below `HELD_OUT_SEED_START`. Both trainers draw scenes here."""
+    for attempt in range(SCENE_ATTEMPTS):
         try:
             return sample_scene((seed + attempt) % HELD_OUT_SEED_START, aspect, seconds)
         except SpecError:
