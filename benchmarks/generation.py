@@ -32,7 +32,7 @@ from kinetoscope.adherence import (
     native_durations,
     prompt_cases,
 )
-from kinetoscope.pipeline import GenerationConfig, Pipeline, load_default
+from kinetoscope.pipeline import Pipeline, load_default
 from kinetoscope.world.judge import DIMENSIONS
 
 COLUMNS = ("overall", *DIMENSIONS, "gravity_bounce")
@@ -47,12 +47,12 @@ def machine() -> str:
 
 def speed(pipeline: Pipeline, repeats: int) -> list[float]:
     # the model's longest native clip (4 s for the default model) at its short side, square
-    request = GenerationConfig("A red circle falls and bounces.", aspect="1:1")
-    pipeline.generate(request)  # warm-up
+    prompt = "A red circle falls and bounces."
+    pipeline.generate(prompt, aspect="1:1")  # warm-up
     times = []
     for _ in range(repeats):
         began = time.perf_counter()
-        pipeline.generate(request)
+        pipeline.generate(prompt, aspect="1:1")
         times.append(time.perf_counter() - began)
     return times
 

@@ -17,3 +17,12 @@ def _one_torch_thread_per_worker():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _private_config_dir(tmp_path_factory, monkeypatch):
+    """Signing identities and settings go to a folder of the test session's, never to the
+    home of whoever runs the tests (tests that need a fresh one set their own)."""
+    monkeypatch.setenv("KINETOSCOPE_CONFIG_DIR", str(tmp_path_factory.getbasetemp() / "config"))
+    for name in ("KINETOSCOPE_C2PA_CERT", "KINETOSCOPE_C2PA_KEY", "KINETOSCOPE_C2PA_TRUST"):
+        monkeypatch.delenv(name, raising=False)

@@ -36,17 +36,18 @@ def folder(pipeline, tmp_path_factory):
     return pipeline.save_pretrained(tmp_path_factory.mktemp("pipeline") / "model")
 
 
-def request(**changes) -> GenerationConfig:
+def request(**changes) -> dict:
+    """Keyword arguments of a small `generate` call, with ``changes``."""
     options = {"prompt": "A red circle falls and bounces.", "seconds": 1.0, "aspect": "1:1"}
-    return GenerationConfig(**(options | changes))
+    return options | changes
 
 
 def test_clip_shape_follows_aspect_and_duration(pipeline):
-    video = pipeline.generate(request(aspect="16:9", seconds=2.0))
+    video = pipeline.generate(**request(aspect="16:9", seconds=2.0))
     assert video.fps == 16
     assert tuple(video.frames.shape) == (33, 64, 112, 3)  # 2 s at 16 fps; 64 x 112 is 16:9
     assert video.frames.dtype == torch.uint8
-    tall = pipeline.generate(request(aspect="9:16"))
+    tall = pipeline.generate(**request(aspect="9:16"))
     assert tuple(tall.frames.shape) == (17, 112, 64, 3)
 
 
@@ -58,30 +59,30 @@ def test_defaults_come_from_the_model_index(pipeline):
 
 
 def test_same_seed_same_clip_and_seeds_differ(pipeline):
-    first = pipeline.generate(request(seed=5))
-    again = pipeline.generate(request(seed=5))
-    other = pipeline.generate(request(seed=6))
+    first = pipeline.generate(**request(seed=5))
+    again = pipeline.generate(**request(seed=5))
+    other = pipeline.generate(**request(seed=6))
     assert torch.equal(first.frames, again.frames)
     assert not torch.equal(first.frames, other.frames)
 
 
 def test_prompt_and_guidance_change_the_clip(pipeline):
-    base = pipeline.generate(request())
-    reworded = pipeline.generate(request(prompt="A blue star spins in place."))
-    unguided = pipeline.generate(request(guidance=1.0))
+    base = pipeline.generate(**request())
+    reworded = pipeline.generate(**request(prompt="A blue star spins in place."))
+    unguided = pipeline.generate(**request(guidance=1.0))
     assert not torch.equal(base.frames, reworded.frames)
     assert not torch.equal(base.frames, unguided.frames)
 
 
 def test_progress_reports_every_step(pipeline):
     seen = []
-    pipeline.generate(request(steps=4), progress=lambda done, total: seen.append((done, total)))
+    pipeline.generate(**request(steps=4), progress=lambda done, total: seen.append((done, total)))
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 
 def test_empty_prompt_warns_and_generates_unconditionally(pipeline):
     with pytest.warns(UserWarning, match="empty prompt"):
-        video = pipeline.generate(request(prompt="  "))
+        video = pipeline.generate(**request(prompt="  "))
     assert video.frames.shape[0] == 17
 
 
@@ -114,13 +115,13 @@ def test_known_frames_are_kept(pipeline):
 )
 def test_bad_requests_name_what_is_supported(pipeline, changes, message):
     with pytest.raises(GenerationError, match=message):
-        pipeline.plan(request(**changes))
+        pipeline.plan(GenerationConfig(**request(**changes)))
 
 
 def test_saved_pipeline_generates_the_same_clip(pipeline, folder):
     loaded = Pipeline.from_pretrained(folder)
     assert loaded.index == pipeline.index
-    assert torch.equal(loaded.generate(request()).frames, pipeline.generate(request()).frames)
+    assert torch.equal(loaded.generate(**request()).frames, pipeline.generate(**request()).frames)
 
 
 def test_from_pretrained_names_a_folder_without_index(tmp_path):
@@ -139,7 +140,11 @@ def test_generate_command_writes_a_labelled_clip(folder, tmp_path, capsys):
     assert tuple(video.frames.shape[:3]) == (17, 64, 64)
     metadata = read_metadata(out)
     assert "AI-generated" in metadata["comment"]
-    assert json.loads(metadata["description"])["prompt"] == "A red circle falls."
+    record = json.loads((tmp_path / "clip.mp4.json").read_text())
+    assert metadata["description"] == record["id"]
+    assert record["tool"] == "generate"
+    assert record["arguments"]["prompt"] == "A red circle falls."
+    assert record["arguments"]["seed"] == 3
 
 
 def test_generate_command_rejects_a_bad_request_before_writing(folder, tmp_path, capsys):

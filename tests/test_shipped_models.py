@@ -6,7 +6,7 @@ import torch
 from safetensors import safe_open
 
 from kinetoscope.models.vae import VideoVAE, decode_video, encode_video
-from kinetoscope.pipeline import GenerationConfig, has_default_model, load_default
+from kinetoscope.pipeline import has_default_model, load_default
 from kinetoscope.weights import DEFAULT_MODEL_DIR, SHIPPED_VAE_DIR
 from kinetoscope.world.render import render
 from kinetoscope.world.sampler import sample_scene
@@ -41,7 +41,7 @@ def test_the_default_model_ships_and_generates():
     index = json.loads((DEFAULT_MODEL_DIR / "model_index.json").read_text())
     assert index["fps"] == 16 and index["trained_steps"] > 0
     pipeline = load_default()
-    video = pipeline.generate(GenerationConfig("A red circle falls.", seconds=1.0, steps=4))
+    video = pipeline.generate("A red circle falls.", 1.0, steps=4).video
     side = pipeline.index.short_side
     assert tuple(video.frames.shape[:2]) == (17, side)  # 16:9 by default: the height is short
     assert video.frames.float().std() > 1.0  # not a flat frame

@@ -20,7 +20,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from kinetoscope.pipeline import GenerationConfig, ModelIndex, Pipeline
+from kinetoscope.pipeline import ModelIndex, Pipeline
 from kinetoscope.training.buckets import ASPECTS, check_aspect
 from kinetoscope.training.vae_data import HELD_OUT_SEED_START
 from kinetoscope.world.captions import caption
@@ -95,15 +95,9 @@ def judge_case(
     guidance: float | None = None,
 ) -> Scores:
     """Generate the case's caption at its shape and judge the clip against its scene."""
-    request = GenerationConfig(
-        prompt=case.prompt,
-        seconds=case.seconds,
-        aspect=case.aspect,
-        seed=seed,
-        steps=steps,
-        guidance=guidance,
-    )
-    video = pipeline.generate(request)
+    video = pipeline.generate(
+        case.prompt, case.seconds, aspect=case.aspect, seed=seed, steps=steps, guidance=guidance
+    ).video
     return judge(video.frames, video.fps, case.scene)
 
 

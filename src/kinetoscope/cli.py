@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -23,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from kinetoscope import __version__
+from kinetoscope.curves import CURVES
 from kinetoscope.errors import KinetoscopeError
 
 console = Console(stderr=True)
@@ -109,22 +112,33 @@ class EvalVAEOptions:
 
 
 @dataclass(frozen=True)
-class GenerateOptions:
-    """`generate`: the request (None: the model's default) and where it goes."""
+class ToolOptions:
+    """A creative-tool command (generate, animate, extend, ...): the tool, its own arguments,
+    the shared sampling options given (the rest: the model's defaults), and the output."""
 
-    prompt: str
+    tool: str
     out: Path
-    negative: str = ""
-    seconds: float | None = None
-    aspect: str = "16:9"
-    size: int | None = None
-    fps: int | None = None
-    seed: int = 0
-    steps: int | None = None
-    guidance: float | None = None
-    sampler: str = "euler"
+    arguments: dict[str, Any]
+    sampling: dict[str, Any]
     model: Path | None = None
-    device: str = "cpu"
+    device: str | None = None
+    rights_attested: bool = False
+
+
+@dataclass(frozen=True)
+class ReproduceOptions:
+    record: Path
+    out: Path | None = None
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """`verify`: the file, the output form, and trust anchors (empty: the defaults)."""
+
+    file: Path
+    as_json: bool = False
+    trust: tuple[Path, ...] = ()
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -245,11 +259,9 @@ def _generate_demo_clip(clip: Path, spec: Path, seed: int) -> None:
     case = prompt_cases(seed + 1, durations=durations)[seed]
     _write_text(spec, case.scene.to_json())
     console.print(f"prompt: {case.prompt}")
-    run_generate(
-        GenerateOptions(
-            prompt=case.prompt, out=clip, seconds=case.seconds, aspect=case.aspect, seed=seed
-        )
-    )
+    arguments = {"prompt": case.prompt, "seconds": case.seconds}
+    sampling = {"aspect": case.aspect, "seed": seed}
+    run_tool(ToolOptions("generate", clip, arguments, sampling, device="cpu"))
 
 
 def run_train_vae(options: TrainVAEOptions) -> int:
@@ -345,54 +357,93 @@ def _run_training(
     return 0
 
 
-def run_generate(options: GenerateOptions) -> int:
-    """Text to video with the shipped model (or ``--model``), written to ``--out``."""
-    from kinetoscope.io.video import check_output_path, write_video
-    from kinetoscope.pipeline import GenerationConfig, Pipeline, load_default
+def run_tool(options: ToolOptions) -> int:
+    """Run a creative tool with the shipped model (or ``--model``) and write the video, its
+    sidecar record, and (for .mp4) its signed manifest."""
+    from kinetoscope.io.video import check_output_path
+    from kinetoscope.pipeline import Pipeline
     from kinetoscope.training.train_vae import check_device
 
     # 1. everything that can be checked cheaply, before any model loads
     check_output_path(options.out)
-    check_device(options.device)
-    request = GenerationConfig(
-        prompt=options.prompt,
-        negative_prompt=options.negative,
-        seconds=options.seconds,
-        aspect=options.aspect,
-        size=options.size,
-        fps=options.fps,
-        seed=options.seed,
-        steps=options.steps,
-        guidance=options.guidance,
-        sampler=options.sampler,
-    )
-    # 2. the model, then the request against what it supports
+    if options.device is not None:
+        check_device(options.device)
+    # 2. the model, then the tool, with a progress bar over every sampling step
     with console.status("loading the model"):
-        if options.model is None:
-            pipeline = load_default(options.device)
-        else:
-            pipeline = Pipeline.from_pretrained(options.model, device=options.device)
-    plan = pipeline.plan(request)
-    if "status" in pipeline.index.extra:  # e.g. an interim model says what it is
-        console.print(f"[yellow]model:[/yellow] {escape(str(pipeline.index.extra['status']))}")
-    # 3. generate with a progress bar over the sampling steps, then write the file
+        pipeline = Pipeline.from_pretrained(options.model, device=options.device)
+    _say_model_status(pipeline)
+    tool = getattr(pipeline, options.tool)
+    extra = {"rights_attested": True} if options.rights_attested else {}
+    with _progress() as progress, warnings.catch_warnings(record=True) as notices:
+        warnings.simplefilter("always")
+        task = progress.add_task(options.tool, total=None)
+        result = tool(
+            **options.arguments,
+            **options.sampling,
+            **extra,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    _show_notices(notices)
+    return _save(result, options.out)
+
+
+def run_reproduce(options: ReproduceOptions) -> int:
+    """Make a sidecar record's video again, with the same model, inputs and arguments."""
+    from kinetoscope.io.video import check_output_path
+    from kinetoscope.results import (
+        check_inputs,
+        load_recorded_model,
+        read_record,
+        reproduce,
+        same_frames,
+    )
+
+    record = read_record(options.record)
+    video_name = options.record.name.removesuffix(".json")
+    default_out = options.record.with_name(
+        f"{Path(video_name).stem}.reproduced{Path(video_name).suffix or '.mp4'}"
+    )
+    out = check_output_path(options.out or default_out)
+    check_inputs(record)
+    with console.status("loading the model"):
+        pipeline = load_recorded_model(record, options.device)
     with _progress() as progress:
-        task = progress.add_task("generating", total=plan.steps)
-        video = pipeline.generate(request, lambda done, _: progress.update(task, completed=done))
-    write_video(options.out, video, metadata=generation_metadata(request))
-    frames, height, width = video.frames.shape[:3]
-    console.print(f"[green]wrote[/green] {options.out} ({frames} frames, {width}x{height})")
+        task = progress.add_task(f"reproducing {record['tool']}", total=None)
+        result = reproduce(
+            record, pipeline, lambda done, total: progress.update(task, completed=done, total=total)
+        )
+    if same_frames(record, result.record):
+        console.print("[green]identical frames[/green] to the record's")
+    else:
+        console.print(
+            "[yellow]the frames differ from the record's[/yellow] (another machine, device or "
+            "library version?)"
+        )
+    return _save(result, out)
+
+
+def _save(result: object, out: Path) -> int:
+    from kinetoscope.results import save, sidecar_path
+
+    save(result, out)  # type: ignore[arg-type]
+    frames, height, width = result.frames.shape[:3]  # type: ignore[attr-defined]
+    console.print(
+        f"[green]wrote[/green] {out} ({frames} frames, {width}x{height}) and "
+        f"{sidecar_path(out).name}"
+    )
     return 0
 
 
-def generation_metadata(request: object) -> dict[str, str]:
-    """Container tags of a generated clip: that it is AI-generated, and its request."""
-    from dataclasses import asdict
+def _say_model_status(pipeline: object) -> None:
+    extra = pipeline.index.extra  # type: ignore[attr-defined]
+    if "status" in extra:  # e.g. an interim model says what it is
+        console.print(f"[yellow]model:[/yellow] {escape(str(extra['status']))}")
 
-    return {
-        "comment": "AI-generated by Kinetoscope",
-        "description": json.dumps(asdict(request), sort_keys=True),  # type: ignore[call-overload]
-    }
+
+def _show_notices(notices: list[warnings.WarningMessage]) -> None:
+    for notice in notices:
+        if issubclass(notice.category, UserWarning):
+            console.print(f"[yellow]note:[/yellow] {escape(str(notice.message))}", soft_wrap=True)
 
 
 def run_eval_vae(options: EvalVAEOptions) -> int:
@@ -420,6 +471,40 @@ def run_eval_vae(options: EvalVAEOptions) -> int:
     for video, frames, *numbers in rows:
         cells = ["-" if n is None else f"{n:.{3 if i else 2}f}" for i, n in enumerate(numbers)]
         table.add_row(video, str(frames), *cells, style="bold" if video == "mean" else "")
+    Console().print(table)
+    return 0
+
+
+def run_verify(options: VerifyOptions) -> int:
+    """A video's C2PA manifest and watermark, as a table or one JSON object; exit status 0
+    whatever they say (2 only when the file cannot be read)."""
+    from kinetoscope.provenance.verify import verify_file
+
+    with console.status("verifying"):
+        report = verify_file(options.file, list(options.trust) or None).to_dict()
+    if options.as_json:
+        print(json.dumps(report))
+        return 0
+    colour = {"valid": "green", "invalid": "red", "missing": "yellow"}[report["manifest"]]
+    mark = report["watermark"]
+    found = f"payload {mark['payload']}" if mark["detected"] else "not detected"
+    rows = {
+        "manifest": f"[{colour}]{report['manifest']}[/{colour}]",
+        "trusted": "yes" if report["trusted"] else "no",
+        "reason": escape(report["reason"] or "-"),
+        "watermark": f"{found} (confidence {mark['confidence']:.2f})"
+        if mark["checked"]
+        else "not checked: the frames are too small to carry it",
+    }
+    for name, value in report["summary"].items():
+        if value not in (None, "", [], {}):
+            shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            rows[name] = escape(shown)
+    table = Table(title=escape(str(options.file)), show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for name, value in rows.items():
+        table.add_row(name, value)
     Console().print(table)
     return 0
 
@@ -493,7 +578,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=3, help="which scene to render (3)")
     demo.set_defaults(handler=lambda a: run_demo(DemoOptions(out=a.out, seed=a.seed)))
 
-    _add_generate(commands)
+    _add_tools(commands)
+    _add_verify(commands)
+    _add_serve(commands)
+    _add_worker(commands)
+    _add_users(commands)
 
     world = commands.add_parser("world", help="the procedural physics world")
     world_commands = world.add_subparsers(dest="world_command", required=True, metavar="COMMAND")
@@ -512,47 +601,149 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_generate(commands: argparse._SubParsersAction) -> None:
-    generate = commands.add_parser(
-        "generate",
-        help="make a video from a text prompt",
-        description="Make a video from a text prompt with the shipped model (or --model), on "
-        "the CPU by default, with no network.",
-    )
+# the sampling options every tool takes: (flag, keyword, type, help)
+SAMPLING_FLAGS: tuple[tuple[str, str, type, str], ...] = (
+    ("--negative", "negative_prompt", str, "what to steer away from"),
+    ("--aspect", "aspect", str, "1:1, 16:9 or 9:16 (16:9; for inputs, the closest to theirs)"),
+    ("--size", "size", int, "short side in pixels (the model's: 128)"),
+    ("--fps", "fps", int, "frames per second (the model's: 16)"),
+    ("--seed", "seed", int, "the same seed, the same video (0)"),
+    ("--steps", "steps", int, "sampling steps per window (the model's default)"),
+    ("--guidance", "guidance", float, "classifier-free guidance scale (the model's default)"),
+    ("--sampler", "sampler", str, "euler or heun (euler)"),
+)
+
+
+def _add_tools(commands: argparse._SubParsersAction) -> None:
+    """generate, animate, extend, remix, connect, loop, blend, storyboard and reproduce."""
+    generate = _tool_parser(commands, "generate", "make a video from a text prompt", inputs=False)
     generate.add_argument("prompt", help='what to show, e.g. "A red circle falls and bounces."')
-    generate.add_argument("--out", type=Path, required=True, help="video file (.mp4, .webm, .gif)")
-    generate.add_argument("--negative", default="", help="what to steer away from")
     generate.add_argument("--seconds", type=float, help="duration (the model's longest: 4)")
-    generate.add_argument("--aspect", default="16:9", help="1:1, 16:9 or 9:16 (16:9)")
-    generate.add_argument("--size", type=int, help="short side in pixels (the model's: 128)")
-    generate.add_argument("--fps", type=int, help="frames per second (the model's: 16)")
-    generate.add_argument("--seed", type=int, default=0, help="the same seed, the same clip (0)")
-    generate.add_argument("--steps", type=int, help="sampling steps (the model's default)")
-    generate.add_argument("--guidance", type=float, help="classifier-free guidance scale")
-    generate.add_argument("--sampler", default="euler", help="euler or heun (euler)")
-    generate.add_argument("--model", type=Path, help="a pipeline folder (default: shipped)")
-    generate.add_argument("--device", default="cpu", help="cpu or cuda[:N] (cpu)")
+
+    animate = _tool_parser(commands, "animate", "make a video that starts from an image")
+    animate.add_argument("image", type=Path, help="the first frame (png, jpg, ...)")
+    animate.add_argument("--prompt", required=True, help="what happens next")
+    animate.add_argument("--seconds", type=float, help="duration (the model's longest: 4)")
+
+    extend = _tool_parser(commands, "extend", "make a video longer, forwards or backwards")
+    extend.add_argument("video", type=Path, help="the video to extend; the output is all of it")
+    extend.add_argument("--prompt", required=True, help="what happens in the new part")
+    extend.add_argument("--seconds", type=float, required=True, help="seconds to add")
+    extend.add_argument("--direction", default="forward", choices=["forward", "backward"])
+
+    remix = _tool_parser(commands, "remix", "make a video again under a new prompt")
+    remix.add_argument("video", type=Path, help="the video to remix")
+    remix.add_argument("--prompt", required=True, help="what it should show now")
+    remix.add_argument(
+        "--strength", type=float, default=0.6, help="0 keeps it, 1 only its length (0.6)"
+    )
+
+    connect = _tool_parser(commands, "connect", "make a transition from one video to another")
+    connect.add_argument("video_a", type=Path, help="the transition starts at its last frame")
+    connect.add_argument("video_b", type=Path, help="and arrives at its first frame")
+    connect.add_argument("--prompt", default="", help="what happens in between")
+    connect.add_argument("--seconds", type=float, default=1.0, help="transition length (1)")
+
+    loop = _tool_parser(commands, "loop", "make a seamless loop from a prompt or a video")
+    loop.add_argument("video", type=Path, nargs="?", help="a video to loop (or give --prompt)")
+    loop.add_argument("--prompt", default="", help="what to show (without a video: required)")
+    loop.add_argument("--seconds", type=float, help="loop length (a video's: its own + 1 s)")
+    loop.add_argument("--transition", type=float, default=1.0, help="seconds to flow back (1)")
+
+    blend = _tool_parser(commands, "blend", "mix two videos with a weight over time")
+    blend.add_argument("video_a", type=Path, help="weight 0")
+    blend.add_argument("video_b", type=Path, help="weight 1")
+    blend.add_argument("--prompt", default="", help="what the mix should show")
+    blend.add_argument(
+        "--curve", default="ease-in-out", help=f"{', '.join(CURVES)} or JSON points [[t, w], ...]"
+    )
+    blend.add_argument("--strength", type=float, default=0.5, help="how much to regenerate (0.5)")
+
+    board = _tool_parser(commands, "storyboard", "make one video from cards on a timeline")
+    board.add_argument("board", type=Path, help="a .json or .yaml storyboard (see docs/tools.md)")
+
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="make a video again from its sidecar record",
+        description="Run the tool, model and arguments of a sidecar record (VIDEO.json) again; "
+        "on the same machine the frames are identical.",
+    )
+    reproduce.add_argument("record", type=Path, help="the sidecar record (clip.mp4.json)")
+    reproduce.add_argument("--out", type=Path, help="default: NAME.reproduced.mp4 beside it")
+    reproduce.add_argument("--device", help="cpu or cuda[:N] (the record's)")
+    reproduce.set_defaults(
+        handler=lambda a: run_reproduce(ReproduceOptions(a.record, a.out, a.device))
+    )
+
+
+def _tool_parser(
+    commands: argparse._SubParsersAction, tool: str, summary: str, inputs: bool = True
+) -> argparse.ArgumentParser:
+    """A tool's parser with the options every tool shares; its handler builds `ToolOptions`
+    from the tool's own arguments (every destination that is not shared)."""
+    parser = commands.add_parser(
+        tool,
+        help=summary,
+        description=f"{summary[0].upper()}{summary[1:]}, "
+        "with the shipped model (or --model), on the CPU by default, with no network.",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="video file (.mp4, .webm, .gif)")
+    for flag, keyword, kind, text in SAMPLING_FLAGS:
+        parser.add_argument(flag, dest=keyword, type=kind, help=text)
+    parser.add_argument("--model", type=Path, help="a pipeline folder (default: shipped)")
+    parser.add_argument("--device", help="cpu or cuda[:N] (a GPU when there is one)")
+    if inputs:
+        parser.add_argument(
+            "--i-own-the-rights",
+            dest="rights_attested",
+            action="store_true",
+            help="attest that you hold the rights to the images and videos you give",
+        )
+    shared = {"out", "model", "device", "rights_attested", "handler", "command"}
+    shared |= {keyword for _, keyword, _, _ in SAMPLING_FLAGS}
 
     def handle(a: argparse.Namespace) -> int:
-        return run_generate(
-            GenerateOptions(
-                prompt=a.prompt,
+        values = vars(a)
+        arguments = {key: value for key, value in values.items() if key not in shared}
+        if tool == "storyboard":
+            arguments = {"board": _read_board(arguments.pop("board"))}
+        if tool == "blend":
+            arguments["curve"] = _parse_curve(arguments["curve"])
+        if tool == "loop" and arguments["video"] is None and not arguments["prompt"].strip():
+            raise KinetoscopeError("loop needs a video or a --prompt")
+        sampling = {k: values[k] for _, k, _, _ in SAMPLING_FLAGS if values[k] is not None}
+        return run_tool(
+            ToolOptions(
+                tool=tool,
                 out=a.out,
-                negative=a.negative,
-                seconds=a.seconds,
-                aspect=a.aspect,
-                size=a.size,
-                fps=a.fps,
-                seed=a.seed,
-                steps=a.steps,
-                guidance=a.guidance,
-                sampler=a.sampler,
+                arguments=arguments,
+                sampling=sampling,
                 model=a.model,
                 device=a.device,
+                rights_attested=values.get("rights_attested", False),
             )
         )
 
-    generate.set_defaults(handler=handle)
+    parser.set_defaults(handler=handle)
+    return parser
+
+
+def _read_board(path: Path) -> object:
+    from kinetoscope.storyboard import Storyboard
+
+    return Storyboard.from_file(path)
+
+
+def _parse_curve(text: str) -> object:
+    """A curve name, or JSON points."""
+    if not text.lstrip().startswith("["):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise KinetoscopeError(
+            f"--curve {text!r} is neither a name nor JSON points: {exc}"
+        ) from exc
 
 
 def _add_render(commands: argparse._SubParsersAction) -> None:
@@ -732,6 +923,182 @@ def _add_eval_vae(commands: argparse._SubParsersAction) -> None:
                 device=a.device,
                 as_json=a.json,
             )
+        )
+    )
+
+
+def _add_verify(commands: argparse._SubParsersAction) -> None:
+    verify = commands.add_parser(
+        "verify",
+        help="check a video's C2PA manifest and invisible watermark",
+        description="Validate a video's C2PA manifest (embedded, or the FILE.c2pa sidecar of a "
+        ".webm) and look for the Kinetoscope watermark in its frames. Exit status 0 whatever "
+        "is found; 2 when the file cannot be read.",
+    )
+    verify.add_argument("file", type=Path, help="the video to check")
+    verify.add_argument("--json", action="store_true", help="print one JSON object")
+    verify.add_argument(
+        "--trust",
+        type=Path,
+        action="append",
+        metavar="PEM",
+        default=[],
+        help="a trusted root certificate (PEM); repeatable; default: the local root and "
+        "$KINETOSCOPE_C2PA_TRUST",
+    )
+    verify.set_defaults(
+        handler=lambda a: run_verify(
+            VerifyOptions(file=a.file, as_json=a.json, trust=tuple(a.trust))
+        )
+    )
+
+
+# ---- studio ----------------------------------------------------------------------------------
+# `serve`, `worker` and `users create`: the web app (kinetoscope.studio), imported only when
+# one of them runs, so that the command works without the studio extra.
+
+
+@dataclass(frozen=True)
+class StudioOptions:
+    """Where the studio's data lives and what it runs (None: the environment's or default)."""
+
+    data: Path | None = None
+    redis: str | None = None
+    model: Path | None = None
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    studio: StudioOptions
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class UserCreateOptions:
+    studio: StudioOptions
+    name: str
+    tier: str = "free"
+    password: str | None = None
+    admin: bool = False
+
+
+def _studio_settings(options: StudioOptions) -> object:
+    try:
+        from kinetoscope.studio.settings import Settings
+    except ImportError as exc:
+        raise KinetoscopeError(
+            f"the studio needs its extra: pip install 'kinetoscope[studio]' ({exc})"
+        ) from exc
+    return Settings.from_env(
+        data_dir=options.data, redis_url=options.redis, model=options.model, device=options.device
+    )
+
+
+def run_serve(options: ServeOptions) -> int:
+    """The studio: the web app and its worker processes."""
+    if options.workers < 0:
+        raise KinetoscopeError(f"--workers must be 0 or more, got {options.workers}")
+    settings = _studio_settings(options.studio)
+    from kinetoscope.studio.app import serve
+
+    console.print(f"studio data in {settings.data_dir}; {options.workers} worker(s)")
+    serve(settings, options.host, options.port, options.workers)
+    return 0
+
+
+def run_worker(options: StudioOptions) -> int:
+    """A studio worker: loads the model once and makes the queued videos."""
+    import logging
+
+    settings = _studio_settings(options)
+    from kinetoscope.studio.worker import run_worker as work
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    work(settings)
+    return 0
+
+
+def run_users_create(options: UserCreateOptions) -> int:
+    """Make an account; its API key alone on the last line of standard output."""
+    settings = _studio_settings(options.studio)
+    from kinetoscope.studio.auth import create_account
+
+    key = create_account(settings, options.name, options.tier, options.password, options.admin)
+    role = "admin" if options.admin else "user"
+    console.print(f"[green]created[/green] {role} {options.name} ({options.tier}); API key:")
+    print(key)
+    return 0
+
+
+def _add_studio_options(parser: argparse.ArgumentParser, model: bool = True) -> None:
+    parser.add_argument(
+        "--data", type=Path, help="data folder ($KINETOSCOPE_DATA_DIR, else the user's data dir)"
+    )
+    if model:
+        parser.add_argument("--redis", help="a Redis URL for the queue (default: SQLite in --data)")
+        parser.add_argument("--model", type=Path, help="a pipeline folder (default: shipped)")
+        parser.add_argument("--device", help="the workers' device: cpu or cuda[:N]")
+
+
+def _studio_options(a: argparse.Namespace) -> StudioOptions:
+    return StudioOptions(
+        a.data, getattr(a, "redis", None), getattr(a, "model", None), getattr(a, "device", None)
+    )
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run Kinetoscope Studio, the web app (needs the studio extra)",
+        description="Serve the studio's web UI and REST API (OpenAPI at /docs), with worker "
+        "processes beside it that make the videos.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (1)")
+    serve.add_argument(
+        "--no-worker", action="store_true", help="no worker: run `kinetoscope worker` elsewhere"
+    )
+    _add_studio_options(serve)
+    serve.set_defaults(
+        handler=lambda a: run_serve(
+            ServeOptions(_studio_options(a), a.host, a.port, 0 if a.no_worker else a.workers)
+        )
+    )
+
+
+def _add_worker(commands: argparse._SubParsersAction) -> None:
+    worker = commands.add_parser(
+        "worker",
+        help="run a studio worker: make the queued videos (needs the studio extra)",
+        description="Load the model once and make the studio's queued videos, one at a time. "
+        "SIGINT finishes the video in hand first; SIGTERM gives it back to the queue.",
+    )
+    _add_studio_options(worker)
+    worker.set_defaults(handler=lambda a: run_worker(_studio_options(a)))
+
+
+def _add_users(commands: argparse._SubParsersAction) -> None:
+    users = commands.add_parser("users", help="studio accounts")
+    user_commands = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
+    create = user_commands.add_parser(
+        "create",
+        help="make an account; prints its API key on the last line",
+        description="Make a studio account. Its first API key is printed alone on the last "
+        "line of standard output. Without --password it signs in with API keys only.",
+    )
+    create.add_argument("name", help="user name: 2-40 letters, digits, '_', '.' or '-'")
+    create.add_argument("--tier", default="free", choices=("free", "plus", "pro"), help="plan")
+    create.add_argument("--password", help="for signing in from a browser (8+ characters)")
+    create.add_argument("--admin", action="store_true", help="may make accounts, feature videos")
+    _add_studio_options(create, model=False)
+    create.set_defaults(
+        handler=lambda a: run_users_create(
+            UserCreateOptions(_studio_options(a), a.name, a.tier, a.password, a.admin)
         )
     )
 

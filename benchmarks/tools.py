@@ -1,0 +1,156 @@
+"""The creative tools measured on the shipped model: seams, loops, end frames, remix, and the
+time to extend a clip to 60 s. Prints a Markdown report for docs/benchmarks.md.
+
+    python benchmarks/tools.py [--cases 4] [--extend-to 60] [--steps N]
+
+Seam and loop numbers use the mean absolute difference (0-255) between consecutive frames:
+a seam or a loop's wrap passes when its difference is within 1.5x the median consecutive
+difference of the same video.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import time
+
+import torch
+
+from kinetoscope.adherence import prompt_cases
+from kinetoscope.creative import CONTEXT_GROUPS, GROUP, frames_for
+from kinetoscope.evaluation import psnr
+from kinetoscope.io.video import Video
+from kinetoscope.pipeline import Pipeline, load_default
+from kinetoscope.world.judge import judge
+
+RATIO = 1.5
+
+
+def machine() -> str:
+    return (
+        f"{datetime.date.today()}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+
+
+def differences(frames: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between consecutive frames: (T - 1,)."""
+    return (frames[1:].float() - frames[:-1].float()).abs().mean(dim=(1, 2, 3))
+
+
+def wrap_ratio(frames: torch.Tensor) -> float:
+    """A loop's last-to-first difference over its median consecutive difference."""
+    wrap = (frames[0].float() - frames[-1].float()).abs().mean()
+    return float(wrap / differences(frames).median().clamp_min(1e-6))
+
+
+def seam_ratios(frames: torch.Tensor, seams: list[int]) -> list[float]:
+    """Each seam's difference (between frames s - 1 and s) over the median."""
+    steps = differences(frames)
+    median = steps.median().clamp_min(1e-6)
+    return [float(steps[s - 1] / median) for s in seams if 0 < s < frames.shape[0]]
+
+
+def extension_seams(start: int, total: int, window: int) -> list[int]:
+    """Where a forward extension's windows begin (the first new frame of each)."""
+    seams, made = [], start
+    per_window = GROUP * (window - 1 - CONTEXT_GROUPS)
+    while made < total:
+        seams.append(made)
+        made += per_window
+    return seams
+
+
+def psnr_frames(a: torch.Tensor, b: torch.Tensor) -> float:
+    return psnr(a[None] if a.ndim == 3 else a, b[None] if b.ndim == 3 else b)
+
+
+def measure(pipeline: Pipeline, cases: int, extend_to: float, steps: int | None) -> str:
+    options = {"aspect": "1:1"} | ({"steps": steps} if steps else {})
+    fps = pipeline.index.fps
+    window = 1 + round(pipeline.index.max_seconds * fps) // GROUP
+    rows = {"loop wrap / median": [], "extension seam / median (max)": [], "animate": []}
+    rows |= {"connect first": [], "connect last": [], "remix s=0": [], "remix s=1 judge": []}
+    lines = []
+    for case in prompt_cases(cases, aspects=("1:1",), durations=(2.0,)):
+        base = pipeline.generate(case.prompt, 2.0, seed=case.seed, **options).video
+        loop = pipeline.loop(case.prompt, 3.0, seed=case.seed, **options).frames
+        rows["loop wrap / median"].append(wrap_ratio(loop))
+        longer = pipeline.extend(base, case.prompt, 4.0, rights_attested=True, **options).frames
+        seams = extension_seams(base.num_frames, longer.shape[0], window)
+        rows["extension seam / median (max)"].append(max(seam_ratios(longer, seams)))
+        image = Video(base.frames[:1], fps)
+        animated = pipeline.animate(image, case.prompt, 2.0, rights_attested=True, **options)
+        # the first frame is the image itself; what the model saw of it is the VAE's picture
+        seen = pipeline.decode(pipeline.encode(base.frames[:1]), _layout(base.frames[:1]))
+        rows["animate"].append(psnr_frames(seen[0], animated.frames[0]))
+        other = pipeline.generate(case.prompt, 2.0, seed=case.seed + 1, **options).video
+        bridge = pipeline.connect(base, other, case.prompt, 1.0, rights_attested=True, **options)
+        rows["connect first"].append(psnr_frames(bridge.frames[0], base.frames[-1]))
+        rows["connect last"].append(psnr_frames(bridge.frames[-1], other.frames[0]))
+        kept = pipeline.remix(base, case.prompt, 0.0, rights_attested=True, **options).frames
+        rows["remix s=0"].append(psnr_frames(kept, base.frames))
+        new_case = prompt_cases(cases + 1, aspects=("1:1",), durations=(2.0,))[-1]
+        remixed = pipeline.remix(base, new_case.prompt, 1.0, rights_attested=True, **options)
+        rows["remix s=1 judge"].append(judge(remixed.frames, fps, new_case.scene).overall)
+    lines.append(f"| measure | median over {cases} prompts | all |")
+    lines.append("|---|---|---|")
+    for name, values in rows.items():
+        shown = ", ".join(f"{v:.2f}" for v in values)
+        lines.append(f"| {name} | {statistics.median(values):.2f} | {shown} |")
+    lines.append("")
+    lines.append(long_extension(pipeline, extend_to, options))
+    return "\n".join(lines)
+
+
+def long_extension(pipeline: Pipeline, extend_to: float, options: dict) -> str:
+    """Extend the model's longest native clip to ``extend_to`` seconds: time, seams and the
+    judge's temporal consistency on each 4 s window."""
+    native = pipeline.index.max_seconds
+    case = prompt_cases(1, aspects=("1:1",), durations=(native,))[0]
+    fps = pipeline.index.fps
+    base = pipeline.generate(case.prompt, native, seed=case.seed, **options).video
+    began = time.perf_counter()
+    result = pipeline.extend(
+        base, case.prompt, extend_to - base.seconds, rights_attested=True, **options
+    )
+    seconds = time.perf_counter() - began
+    frames = result.frames
+    window = 1 + round(pipeline.index.max_seconds * fps) // GROUP
+    seams = seam_ratios(frames, extension_seams(base.num_frames, frames.shape[0], window))
+    span = frames_for(1 + 4 * GROUP)  # 4 s windows of 65 frames
+    consistency = [
+        judge(frames[start : start + span], fps, case.scene).to_dict()["temporal_consistency"]
+        for start in range(0, frames.shape[0] - span + 1, span - 1)
+    ]
+    return (
+        f"Extension of a {native:g} s clip to {frames.shape[0] / fps:.1f} s "
+        f"({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}): {seconds:.0f} s on "
+        f"this machine; seams over the median difference: max "
+        f"{max(seams):.2f}, median {statistics.median(seams):.2f} ({len(seams)} seams, "
+        f"{sum(s > RATIO for s in seams)} over {RATIO}); judge temporal consistency per 4 s "
+        f"window: min {min(consistency):.3f}, median {statistics.median(consistency):.3f}."
+    )
+
+
+def _layout(frames: torch.Tensor):
+    from kinetoscope.models.vae import FrameLayout
+
+    return FrameLayout(*frames.shape[:3])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=4)
+    parser.add_argument("--extend-to", type=float, default=60.0)
+    parser.add_argument("--steps", type=int, help="sampling steps (the model's default)")
+    args = parser.parse_args()
+    pipeline = load_default()
+    print(f"Machine: {machine()}; model: {pipeline.index.extra.get('status', 'default')}\n")
+    print(measure(pipeline, args.cases, args.extend_to, args.steps))
+
+
+if __name__ == "__main__":
+    main()

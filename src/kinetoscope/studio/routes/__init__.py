@@ -1,0 +1,2 @@
+"""The REST API, one router per area: users (accounts, sign-in, keys), uploads, videos,
+feed and events (progress as server-sent events)."""
