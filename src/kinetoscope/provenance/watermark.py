@@ -36,8 +36,9 @@ bins, pilot and data, with the tile of the decoded payload, in standard deviatio
 
 Why a false alarm is rare by design. On a video that carries no mark of this key, the key's
 phases are independent of the picture, so for one fixed alignment and payload the score is a
-normalised sum of cosines of independent uniform phases, whose tail is at most exp(-z^2 / 2)
-(the moment generating function of cos of a uniform phase is I0(t) <= exp(t^2 / 4)). The
+normalised sum of cosines of independent uniform phases, weighted by the bins' sizes (which
+come from the picture, not the key), and its tail is at most exp(-z^2 / 2) (the moment
+generating function of cos of a uniform phase is I0(t) <= exp(t^2 / 4)). The
 decoder maximises the score over payloads (Viterbi finds the payload of highest correlation) and
 the search over alignments, so the union bound over every payload and alignment it could pick
 applies. The alignments fall into three nested searches, each given a third of the false-alarm
@@ -302,16 +303,17 @@ def _decode(
 ) -> tuple[float, float, int]:
     """At one alignment: the score of the best payload, the share of channel bits that agree
     with its codeword, and the payload."""
-    phasors = _normalised_bins(spectra.at([candidate.scale_index]), layout)[0]  # (B,)
-    phasors = phasors.numpy().astype(np.complex128)
-    aligned = _aligned_cosines(phasors, layout, candidate.shift)  # (B,)
+    bins = _normalised_bins(spectra.at([candidate.scale_index]), layout)[0]  # (B,)
+    bins = bins.numpy().astype(np.complex128)
+    aligned = _aligned_parts(bins, layout, candidate.shift)  # (B,)
     data = layout.data
     soft = np.bincount(layout.owner[data], weights=aligned[data], minlength=_CODED_BITS)
     payload = _viterbi(soft)  # soft (76,): positive means channel bit 0
     codeword = _encode(payload)  # (76,) of 0 / 1
-    signs = np.ones(len(phasors))
+    signs = np.ones(len(bins))
     signs[data] = 1 - 2 * codeword[layout.owner[data]]
-    weight = float(np.square(np.abs(phasors)).sum())  # twice the score's variance
+    # with the key's phases uniform, the sum's variance is this over 2 (cos has variance 1/2)
+    weight = float(np.square(np.abs(bins)).sum())
     score = float((aligned * signs).sum() / math.sqrt(weight / 2)) if weight > 0 else 0.0
     agreement = float(np.mean((soft < 0) == (codeword == 1)))
     return score, agreement, payload
@@ -337,7 +339,7 @@ def _candidates(spectra: _FoldedSpectra, layout: _Layout) -> list[_Candidate]:
         for i, scale_index in enumerate(around):
             row, col = divmod(int(where[i]), TILE)
             candidates.append(_Candidate(scale_index, _peak_position(correlation[i], row, col)))
-    return candidates
+    return list(dict.fromkeys(candidates))  # each once
 
 
 def _pilot_correlation(spectra: Tensor, layout: _Layout) -> tuple[Tensor, Tensor, Tensor]:
@@ -393,12 +395,11 @@ def _normalised_bins(spectra: Tensor, layout: _Layout) -> Tensor:
     return values / torch.maximum(values.abs(), floor).clamp_min(1e-30)
 
 
-def _aligned_cosines(
-    phasors: np.ndarray, layout: _Layout, shift: tuple[float, float]
-) -> np.ndarray:
-    """cos of each band bin's phase less the key's phase, after undoing ``shift``. (B,)."""
+def _aligned_parts(bins: np.ndarray, layout: _Layout, shift: tuple[float, float]) -> np.ndarray:
+    """The part of each normalised band bin (B,) along the key's phase for it, once ``shift``
+    is undone: |bin| times the cosine of the difference. (B,)."""
     ramp = 2 * np.pi * (layout.ky * shift[0] + layout.kx * shift[1]) / TILE  # (B,)
-    return (phasors * np.exp(1j * (ramp - layout.phase))).real
+    return (bins * np.exp(1j * (ramp - layout.phase))).real
 
 
 @dataclass(frozen=True)
