@@ -292,7 +292,8 @@ def test_saved_videos_are_watermarked_and_signed(pipeline, clip, tmp_path):
     source = tmp_path / "source.mp4"
     write_video(source, clip)
     # 128 pixels: the mark's pattern repeats every 128; the tiny model paints pure noise
-    result = pipeline.remix(source, "A blue square.", 0.5, size=128, rights_attested=True)
+    with pytest.warns(InputAdjustedWarning, match="resized from 64x64 to 128x128"):
+        result = pipeline.remix(source, "A blue square.", 0.5, size=128, rights_attested=True)
     report = verify_file(save(result, tmp_path / "remix.mp4")).to_dict()
     assert report["manifest"] == "valid" and report["trusted"] is True
     assert report["watermark"]["detected"] is True

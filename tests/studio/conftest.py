@@ -1,5 +1,6 @@
-"""Studio fixtures: a tiny random pipeline folder, settings in a temporary data folder, the
-app under TestClient, and real worker processes."""
+"""Studio fixtures: a tiny random pipeline folder, settings in a temporary data folder (on
+SQLite, or on a real PostgreSQL server), the app under TestClient, and real worker
+processes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from studio_helpers import WorkerProcess, make_settings
+from studio_helpers import PostgresServer, WorkerProcess, make_settings
 
 from kinetoscope.models.dit import DIT_PRESETS, DiffusionTransformer
 from kinetoscope.models.vae import VAE_PRESETS, VideoVAE
@@ -34,6 +35,19 @@ def model_folder(tmp_path_factory) -> Path:
 @pytest.fixture
 def settings(tmp_path, model_folder) -> Settings:
     return make_settings(tmp_path / "data", model_folder)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database(request, tmp_path, model_folder):
+    """Settings on SQLite in the data folder, or on a PostgreSQL server of the test's own."""
+    if request.param == "sqlite":
+        yield make_settings(tmp_path / "data", model_folder)
+        return
+    server = PostgresServer().start()
+    try:
+        yield make_settings(tmp_path / "data", model_folder, database_url=server.url)
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -1,13 +1,17 @@
 """Studio test helpers: settings in a data folder, an API client that waits for jobs, real
-worker processes, free ports."""
+worker processes, a real PostgreSQL server, free ports."""
 
 from __future__ import annotations
 
+import glob
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -130,3 +134,62 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+class PostgresServer:
+    """A PostgreSQL server of one test's own (Debian's postgresql package: initdb, pg_ctl),
+    on a free loopback port, with trust authentication and no data kept. As root it runs as
+    the package's ``postgres`` user (the server refuses to run as root)."""
+
+    def __init__(self) -> None:
+        self.bin = _postgres_bin()
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="kinetoscope-postgres-"))
+        self.runner: list[str] = []
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.folder, owner.pw_uid, owner.pw_gid)
+            self.runner = ["runuser", "-u", "postgres", "--"]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://kinetoscope@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> PostgresServer:
+        data = str(self.folder / "data")
+        self._run("initdb", "-D", data, "-U", "kinetoscope", "-A", "trust")
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
+        self._run(
+            "pg_ctl",
+            "start",
+            "-w",
+            "-D",
+            data,
+            "-l",
+            str(self.folder / "server.log"),
+            "-o",
+            options + " -c fsync=off",
+        )
+        return self
+
+    def stop(self) -> None:
+        if (self.folder / "data" / "postmaster.pid").exists():
+            self._run("pg_ctl", "stop", "-w", "-m", "immediate", "-D", str(self.folder / "data"))
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _run(self, program: str, *arguments: str) -> None:
+        command = [*self.runner, str(self.bin / program), *arguments]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        log = self.folder / "server.log"
+        assert done.returncode == 0, (
+            f"{program} failed: {done.stderr[-2000:]}"
+            f"{log.read_text(errors='replace')[-2000:] if log.exists() else ''}"
+        )
+
+
+def _postgres_bin() -> Path:
+    """The folder of Debian's PostgreSQL server programs (the newest version installed)."""
+    folders = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda f: int(f.split("/")[4]))
+    found = [Path(f) for f in folders if Path(f, "initdb").is_file()]
+    assert found, "PostgreSQL is not installed: apt-get install -y postgresql"
+    return found[-1]

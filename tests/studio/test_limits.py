@@ -2,6 +2,8 @@
 requests, and uploads that fail validation. No worker: nothing here gets to run."""
 
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import numpy as np
@@ -198,3 +200,24 @@ def test_refused_prompts_never_reach_the_queue(settings, client):
     assert answer.status_code == 400, answer.text
     assert "real" in answer.json()["detail"].lower()
     assert api.get("/api/videos").json()["videos"] == []  # nothing was queued
+
+
+def test_simultaneous_requests_never_pass_the_jobs_at_once_limit(any_database):
+    """Eight requests at the same moment for a plan of two jobs at once: two are queued,
+    whichever they are, and six refused (the count and the insert are one step)."""
+    requests = 8
+    with TestClient(create_app(any_database)) as client:
+        api = Api(client, account(any_database, "eager", "plus"))
+        assert api.get("/api/users/me").status_code == 200  # the key's first use is recorded
+        start = threading.Barrier(requests)
+
+        def submit(seed: int) -> int:
+            start.wait()
+            return api.post("/api/videos", json=EXAMPLE | {"seed": seed}).status_code
+
+        with ThreadPoolExecutor(requests) as pool:
+            statuses = sorted(pool.map(submit, range(requests)))
+        with client.app.state.studio.db.session() as session:
+            stored = session.query(Video).count()
+    assert statuses == [202] * 2 + [429] * 6
+    assert stored == 2

@@ -88,7 +88,7 @@ def _add_error_answers(app: FastAPI) -> None:
 
     @app.exception_handler(StudioError)
     async def studio_error(_request: Request, exc: StudioError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(KinetoscopeError)
     async def library_error(_request: Request, exc: KinetoscopeError) -> JSONResponse:

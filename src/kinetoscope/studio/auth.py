@@ -2,22 +2,26 @@
 
 API keys and session tokens are 32 random bytes, shown once; the database keeps only their
 SHA-256 (enough for secrets of that strength, and fast to look up on every request).
-Passwords are hashed with argon2id (``argon2-cffi``), made to be slow to guess.
+Passwords are hashed with argon2id (``argon2-cffi``), made to be slow to guess, and password
+sign-ins are limited: `begin_sign_in` refuses one when the account, or the client, has
+failed `Settings.sign_in_failures` times within `Settings.sign_in_window_seconds` (counted in
+the database, so the limit holds across restarts and processes).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from kinetoscope.studio.db import ApiKey, BrowserSession, User, utcnow
+from kinetoscope.studio.db import ApiKey, BrowserSession, Database, SignInFailure, User, utcnow
 from kinetoscope.studio.errors import ConflictError, StudioError
 from kinetoscope.studio.plans import PLANS, TIERS
 from kinetoscope.studio.settings import Settings
@@ -34,6 +38,12 @@ class AccountError(StudioError):
     """A user name, password or tier that cannot be used."""
 
     status = 422
+
+
+class TooManySignInsError(StudioError):
+    """Too many failed sign-ins of one account, or from one client, lately."""
+
+    status = 429
 
 
 def secret_hash(secret: str) -> str:
@@ -143,12 +153,71 @@ def authenticate(session: Session, name: str, password: str) -> User | None:
     return user if verify_password(user.password_hash, password) else None
 
 
+def begin_sign_in(db: Database, name: str, client: str, settings: Settings) -> None:
+    """Record a password sign-in of ``name`` from the address ``client`` before the password
+    is checked, or refuse it with a `TooManySignInsError` (429, and it is not recorded) when
+    the account or the client already has ``settings.sign_in_failures`` failures in the last
+    ``settings.sign_in_window_seconds``. A recorded sign-in counts as failed until
+    `sign_in_succeeded`; it is stored before anything is counted, so sign-ins made at the
+    same moment see each other and the limit holds for them too."""
+    now = utcnow()
+    window = timedelta(seconds=settings.sign_in_window_seconds)
+    client = client[:64]
+    # 1. stored first (and the failures now out of the window forgotten)
+    with db.session() as session:
+        session.execute(delete(SignInFailure).where(SignInFailure.created_at < now - window))
+        attempt = SignInFailure(name=name, client=client, created_at=now)
+        session.add(attempt)
+        session.flush()
+        attempt_id = attempt.id
+    # 2. then the failures before it, per account and per client
+    refusal: TooManySignInsError | None = None
+    with db.session() as session:
+        for column, value, whose in (
+            (SignInFailure.name, name, "of this account"),
+            (SignInFailure.client, client, "from your address"),
+        ):
+            failed = session.scalars(
+                select(SignInFailure.created_at)
+                .where(column == value, SignInFailure.created_at >= now - window)
+                .where(SignInFailure.id != attempt_id)
+                .order_by(SignInFailure.created_at)
+            ).all()
+            if len(failed) >= settings.sign_in_failures:
+                # free again once enough of them are older than the window
+                free_at = failed[len(failed) - settings.sign_in_failures] + window
+                refusal = _too_many(whose, free_at, now, settings)
+                break
+        if refusal is not None:
+            session.execute(delete(SignInFailure).where(SignInFailure.id == attempt_id))
+    if refusal is not None:
+        raise refusal
+
+
+def sign_in_succeeded(db: Database, name: str) -> None:
+    """A right password: the account's failed sign-ins are forgotten (this one's included)."""
+    with db.session() as session:
+        session.execute(delete(SignInFailure).where(SignInFailure.name == name))
+
+
+def _too_many(
+    whose: str, free_at: datetime, now: datetime, settings: Settings
+) -> TooManySignInsError:
+    seconds = max(1, math.ceil((free_at - now).total_seconds()))
+    minutes = math.ceil(seconds / 60)
+    return TooManySignInsError(
+        f"too many failed sign-ins {whose}: {settings.sign_in_failures} in "
+        f"{settings.sign_in_window_seconds / 60:g} minutes; try again in {minutes} "
+        f"minute{'s' if minutes != 1 else ''}",
+        headers={"Retry-After": str(seconds)},
+    )
+
+
 def create_account(
     settings: Settings, name: str, tier: str, password: str | None, admin: bool
 ) -> str:
     """Make an account in the data folder's database (``kinetoscope users create``);
     returns its first API key."""
-    from kinetoscope.studio.db import Database
     from kinetoscope.studio.storage import Storage
 
     Storage(settings.data_dir).prepare()

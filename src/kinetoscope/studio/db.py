@@ -82,6 +82,18 @@ class BrowserSession(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class SignInFailure(Base):
+    """A password sign-in that failed, or is being checked (it counts as failed until it
+    succeeds): what the sign-in limits count, per account name and per client address."""
+
+    __tablename__ = "sign_in_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), index=True)  # as typed: it may be no account
+    client: Mapped[str] = mapped_column(String(64), index=True)  # the client's address
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
 class Upload(Base):
     """An image or video a user uploaded (with a rights attestation) for the tools to use."""
 

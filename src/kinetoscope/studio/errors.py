@@ -6,14 +6,18 @@ from kinetoscope.errors import KinetoscopeError
 
 
 class StudioError(KinetoscopeError):
-    """A request the studio refuses; ``status`` is the HTTP status code."""
+    """A request the studio refuses; ``status`` is the HTTP status code, ``headers`` any
+    headers the answer carries (e.g. Retry-After)."""
 
     status = 400
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         if status is not None:
             self.status = status
+        self.headers = headers
 
 
 class NotFoundError(StudioError):

@@ -55,6 +55,19 @@ def usage(session: Session, user: User) -> Usage:
     return Usage(int(active or 0), int(spent or 0))
 
 
+def lock_account(session: Session, user: User) -> None:
+    """Hold ``user``'s row until the transaction ends, so that an account's requests count
+    its jobs and add one one at a time: the jobs-at-once and credit limits then hold however
+    many requests arrive together. An UPDATE that changes nothing takes the row's lock on
+    PostgreSQL and the database's write lock on SQLite, and waits while another holds it."""
+    session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(id=User.id)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def claim(db: Database, video_id: str, worker_id: str, max_attempts: int) -> Video | None:
     """Take a queued job for ``worker_id``: the job, now running, or None when it is not
     queued (cancelled, deleted, or already taken). A job that has used up its attempts

@@ -44,6 +44,8 @@ class Settings:
     max_body_bytes: int = 256 * 1024  # JSON requests
     max_upload_bytes: int = 64 * MB  # the largest upload any plan takes
     session_days: int = 14
+    sign_in_failures: int = 10  # failed sign-ins allowed per account, and per client, ...
+    sign_in_window_seconds: float = 600.0  # ... within this long: then 429 until one is older
     heartbeat_seconds: float = 2.0  # how often a worker says it is alive
     stale_worker_seconds: float = 60.0  # silent this long on another machine: presumed dead
     job_attempts: int = 3  # runs of a job (retries after errors and dead workers included)

@@ -58,11 +58,17 @@ def key_out(row: ApiKey) -> KeyOut:
 
 
 @router.post("/auth/login", response_model=UserOut)
-def login(body: Login, response: Response, session: SessionDep, studio: StudioDep) -> UserOut:
-    """Sign in with a name and password: sets the session cookie."""
+def login(
+    body: Login, request: Request, response: Response, session: SessionDep, studio: StudioDep
+) -> UserOut:
+    """Sign in with a name and password: sets the session cookie. Failed sign-ins are limited
+    per account and per client address (429 past the limit, with Retry-After)."""
+    client = request.client.host if request.client is not None else "unknown"
+    auth.begin_sign_in(studio.db, body.name, client, studio.settings)
     user = auth.authenticate(session, body.name, body.password)
     if user is None:
-        raise UnauthorizedError("wrong user name or password")
+        raise UnauthorizedError("wrong user name or password")  # it stays a failure
+    auth.sign_in_succeeded(studio.db, body.name)
     token = auth.open_session(session, user, studio.settings.session_days)
     response.set_cookie(
         SESSION_COOKIE,

@@ -83,8 +83,10 @@ def create_video(
     """Queue a video of any kind; poll ``GET /api/videos/{id}`` or follow its events."""
     # 1. the request, its inputs and the model's rules
     job = prepare(body, user, resolver(session, studio.storage, user), studio.index)
-    # 2. the plan's limits (a failed or cancelled video costs nothing)
+    # 2. the plan's limits (a failed or cancelled video costs nothing), counted with the
+    # account held until the video is stored: simultaneous requests are counted in turn
     plan = plan_for(user.tier)
+    jobs.lock_account(session, user)
     used = jobs.usage(session, user)
     cost = check_request(plan, job.seconds, job.size, used.active_jobs, used.credits_used)
     # 3. stored first, then queued: a job the queue loses is found again from the database
