@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 from studio_helpers import free_port
 
@@ -71,6 +73,7 @@ def test_create_watch_open_publish_and_feature_in_the_browser(server, tmp_path):
         page.screenshot(path=shots / "login.png")
         page.click("button[type=submit]")
         expect(page.locator("#account")).to_contain_text("ada", timeout=10_000)
+        cookies = {cookie["name"]: cookie["value"] for cookie in page.context.cookies()}
         # 2. create a video
         page.goto(f"{server}/#/create")
         page.fill("#prompt", "A red ball falls and bounces.")
@@ -101,17 +104,57 @@ def test_create_watch_open_publish_and_feature_in_the_browser(server, tmp_path):
         page.goto(f"{server}/#/feed")
         expect(page.locator(f"#featured a[data-id='{video_id}']")).to_be_visible()
         page.screenshot(path=shots / "feed.png")
-        # 6. the storyboard editor: two cards make one video
+        # 6. the storyboard editor: a text card, then an image card uploaded on the page
         page.goto(f"{server}/#/storyboard")
-        expect(page.locator("#cards .card-row")).to_have_count(2)
-        page.screenshot(path=shots / "storyboard.png")
+        cards = page.locator("#cards .card")
+        expect(cards).to_have_count(2)
         page.fill("#board-seconds", "2")
+        page.select_option("#aspect", "1:1")
         page.select_option("#size", "64")
-        page.locator("#cards .card-row input[type=number]").nth(1).fill("1")
+        image_card = cards.nth(1)
+        image_card.locator(".card-start").fill("1")
+        image_card.locator(".card-kind").select_option("image")
+        image_card.locator(".card-file").set_input_files(_square_png(tmp_path / "square.png"))
+        image_card.locator(".card-upload").click()  # not attested: refused on the page
+        expect(image_card.locator(".card-message")).to_contain_text("I hold the rights")
+        assert httpx.get(f"{server}/api/uploads", cookies=cookies).json() == []
+        image_card.locator(".card-rights").check()
+        image_card.locator(".card-upload").click()
+        expect(image_card.locator(".card-message")).to_have_text("Uploaded square.png.")
+        expect(image_card.locator(".card-input option:checked")).to_have_text("square.png (64×64)")
+        image_card.locator(".card-prompt").fill("The blue square slides away.")
+        # a video card offers the user's finished videos
+        page.click("text=Add a card")
+        extra = cards.nth(2)
+        extra.locator(".card-kind").select_option("video")
+        finished = extra.locator(".card-input option", has_text="your video: Bouncing ball")
+        expect(finished).to_have_count(1)
+        extra.locator("button", has_text="Remove").click()
+        expect(cards).to_have_count(2)
+        page.screenshot(path=shots / "storyboard.png")
         page.click("button[type=submit]")
-        expect(page.locator("video#player")).to_be_visible(timeout=60_000)
+        expect(page.locator("video#player")).to_be_visible(timeout=90_000)
         expect(page.locator("dd", has_text="storyboard")).to_be_visible()
+        storyboard_id = page.url.rsplit("/", 1)[-1]
         browser.close()
+    # the storyboard was made from the text card and the uploaded image, at its start
+    storyboard = httpx.get(f"{server}/api/videos/{storyboard_id}", cookies=cookies).json()
+    (upload,) = httpx.get(f"{server}/api/uploads", cookies=cookies).json()
+    assert storyboard["status"] == "succeeded"
+    assert storyboard["seconds"] == pytest.approx(2, abs=0.1)
+    assert storyboard["parameters"]["board"]["cards"] == [
+        {"start": 0, "prompt": "A red ball rolls to the right."},
+        {"start": 1, "prompt": "The blue square slides away.", "image": upload["id"]},
+    ]
+    assert upload["filename"] == "square.png" and upload["rights_attested"] is True
     # an anonymous visitor sees the published video in the feed, and not the storyboard
     feed = httpx.get(f"{server}/api/feed").json()["videos"]
     assert [video["id"] for video in feed] == [video_id]
+
+
+def _square_png(path: Path) -> Path:
+    """A 64×64 PNG: a blue square on grey."""
+    pixels = np.full((64, 64, 3), 128, dtype=np.uint8)  # (H, W, 3)
+    pixels[16:48, 16:48] = (40, 60, 220)
+    Image.fromarray(pixels).save(path)
+    return path

@@ -203,21 +203,28 @@ def test_refused_prompts_never_reach_the_queue(settings, client):
 
 
 def test_simultaneous_requests_never_pass_the_jobs_at_once_limit(any_database):
-    """Eight requests at the same moment for a plan of two jobs at once: two are queued,
-    whichever they are, and six refused (the count and the insert are one step)."""
-    requests = 8
+    """Rounds of eight requests at the same moment for a plan of two jobs at once: in each,
+    two are queued, whichever they are, and six refused (the count and the insert are one
+    step); the two are cancelled before the next round."""
+    requests, rounds = 8, 4
     with TestClient(create_app(any_database)) as client:
         api = Api(client, account(any_database, "eager", "plus"))
         assert api.get("/api/users/me").status_code == 200  # the key's first use is recorded
         start = threading.Barrier(requests)
 
-        def submit(seed: int) -> int:
+        def submit(seed: int):
             start.wait()
-            return api.post("/api/videos", json=EXAMPLE | {"seed": seed}).status_code
+            return api.post("/api/videos", json=EXAMPLE | {"seed": seed})
 
         with ThreadPoolExecutor(requests) as pool:
-            statuses = sorted(pool.map(submit, range(requests)))
+            for round_number in range(rounds):
+                seeds = range(round_number * requests, (round_number + 1) * requests)
+                answers = list(pool.map(submit, seeds))
+                statuses = sorted(answer.status_code for answer in answers)
+                assert statuses == [202] * 2 + [429] * 6, f"round {round_number}: {statuses}"
+                for answer in answers:
+                    if answer.status_code == 202:
+                        assert api.delete(f"/api/videos/{answer.json()['id']}").status_code == 200
         with client.app.state.studio.db.session() as session:
             stored = session.query(Video).count()
-    assert statuses == [202] * 2 + [429] * 6
-    assert stored == 2
+    assert stored == 2 * rounds

@@ -56,14 +56,15 @@ def usage(session: Session, user: User) -> Usage:
 
 
 def lock_account(session: Session, user: User) -> None:
-    """Hold ``user``'s row until the transaction ends, so that an account's requests count
-    its jobs and add one one at a time: the jobs-at-once and credit limits then hold however
-    many requests arrive together. An UPDATE that changes nothing takes the row's lock on
-    PostgreSQL and the database's write lock on SQLite, and waits while another holds it."""
+    """Hold ``user``'s row until the transaction ends, so that the account's requests count
+    its jobs and store a new one in turn: the jobs-at-once and credit limits then hold
+    however many requests arrive together. An UPDATE that changes nothing (of a column no key
+    uses) takes the row's lock on PostgreSQL and the database's write lock on SQLite, and
+    waits while another transaction holds it."""
     session.execute(
         update(User)
         .where(User.id == user.id)
-        .values(id=User.id)
+        .values(tier=User.tier)
         .execution_options(synchronize_session=False)
     )
 

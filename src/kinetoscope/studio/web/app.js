@@ -197,26 +197,132 @@ function createPage() {
 
 // ---- storyboard ------------------------------------------------------------------------
 
-function storyboardPage() {
+const CARD_KINDS = [["text", "Text"], ["image", "Image"], ["video", "Video"]];
+const UPLOAD_TYPES = {
+  image: ".png,.jpg,.jpeg,.webp,.bmp",
+  video: ".mp4,.webm,.mov,.mkv,.avi,.gif",
+};
+
+// What image and video cards can show: the user's uploads, and their own finished videos.
+async function cardInputs() {
+  const [uploads, finished] = await Promise.all([
+    api("/api/uploads"), api("/api/videos?status=succeeded&limit=100")]);
+  const uploaded = (media) => uploads.filter((upload) => upload.media === media)
+    .map((upload) => ({ id: upload.id, label: uploadLabel(upload) }));
+  return {
+    image: uploaded("image"),
+    video: [...uploaded("video"),
+      ...finished.videos.map((video) => ({ id: video.id, label: `your video: ${describe(video)}` }))],
+  };
+}
+
+function uploadLabel(upload) {
+  const length = upload.media === "video" ? `, ${upload.seconds.toFixed(1)} s` : "";
+  return `${upload.filename} (${upload.width}×${upload.height}${length})`;
+}
+
+// Send a file to POST /api/uploads with the user's rights attestation; answers the upload.
+function uploadFile(file, attested) {
+  const form = new FormData();
+  form.append("file", file);
+  form.append("rights_attested", attested ? "true" : "false");
+  return api("/api/uploads", { method: "POST", body: form });
+}
+
+const withArticle = (media) => (media === "image" ? "an image" : "a video");
+
+// One card: a start time, a kind (text, image, video), a prompt, and for an image or video
+// card its input, picked from `inputs` or uploaded here (onUpload() then refreshes every
+// card's choices). row.card(number) answers the card as the API takes it, or throws a
+// message naming what is missing.
+function cardRow(inputs, start, prompt, onUpload) {
+  const startInput = h("input", { type: "number", min: "0", step: "0.25", value: String(start),
+    class: "card-start", "aria-label": "start (s)" });
+  const kind = h("select", { class: "card-kind", "aria-label": "kind" },
+    CARD_KINDS.map(([value, text]) => h("option", { value }, text)));
+  const promptInput = h("input", { value: prompt, maxlength: "1000", class: "card-prompt",
+    placeholder: "what happens from here", "aria-label": "prompt" });
+  const picker = h("select", { class: "card-input", "aria-label": "image or video" });
+  const file = h("input", { type: "file", class: "card-file", "aria-label": "file to upload" });
+  const attest = h("input", { type: "checkbox", class: "card-rights" });
+  const message = h("span", { class: "note card-message" });
+  const uploadButton = h("button", { type: "button", class: "quiet card-upload" }, "Upload");
+  const media = h("div", { class: "card-media", hidden: true },
+    picker, h("span", { class: "note" }, "or upload"), file,
+    h("label", { class: "check" }, attest, "I hold the rights to this file"),
+    uploadButton, message);
+  const fill = (chosen = picker.value) => {
+    if (kind.value === "text") return;
+    const options = inputs[kind.value];
+    picker.replaceChildren(
+      h("option", { value: "" }, options.length ? `choose ${withArticle(kind.value)}…` : `no ${kind.value}s yet: upload one`),
+      ...options.map((input) => h("option", { value: input.id, selected: input.id === chosen }, input.label)));
+  };
+  kind.addEventListener("change", () => {
+    media.hidden = kind.value === "text";
+    file.value = "";
+    file.setAttribute("accept", UPLOAD_TYPES[kind.value] || "");
+    promptInput.placeholder = kind.value === "text" ? "what happens from here"
+      : `what happens after the ${kind.value} (optional)`;
+    message.textContent = "";
+    fill("");
+  });
+  uploadButton.addEventListener("click", async () => {
+    if (!file.files.length) { message.textContent = "Choose a file first."; return; }
+    if (!attest.checked) {
+      message.textContent = "Tick “I hold the rights to this file” to upload it.";
+      return;
+    }
+    uploadButton.disabled = true;
+    message.textContent = "Uploading…";
+    try {
+      const upload = await uploadFile(file.files[0], attest.checked);
+      inputs[upload.media].unshift({ id: upload.id, label: uploadLabel(upload) });
+      onUpload();
+      if (upload.media !== kind.value) {
+        throw new Error(`${upload.filename} is ${withArticle(upload.media)}, not ${withArticle(kind.value)}`);
+      }
+      fill(upload.id);
+      message.textContent = `Uploaded ${upload.filename}.`;
+    } catch (failure) {
+      message.textContent = failure.message;
+    } finally {
+      uploadButton.disabled = false;
+    }
+  });
+  const row = h("div", { class: "card" },
+    h("div", { class: "card-row" }, startInput, kind, promptInput,
+      h("button", { type: "button", class: "quiet", onclick: () => row.remove() }, "Remove")),
+    media);
+  row.refresh = () => fill();
+  row.card = (number) => {
+    const card = { start: Number(startInput.value), prompt: promptInput.value };
+    if (kind.value !== "text") {
+      if (!picker.value) throw new Error(`card ${number}: choose ${withArticle(kind.value)} or upload one`);
+      card[kind.value] = picker.value;
+    }
+    return card;
+  };
+  return row;
+}
+
+async function storyboardPage() {
+  const inputs = await cardInputs();
   const fields = samplingFields({ seconds: 4 });
   const total = h("input", { id: "board-seconds", type: "number", min: "1", step: "0.5",
     max: String(state.user.plan.max_seconds), value: "4" });
   const cards = h("div", { id: "cards" });
   const error = h("div", { class: "error" });
-  const addCard = (start, prompt) => {
-    const row = h("div", { class: "card-row" },
-      h("input", { type: "number", min: "0", step: "0.25", value: String(start), "aria-label": "start (s)" }),
-      h("input", { value: prompt, maxlength: "1000", placeholder: "what happens from here", "aria-label": "prompt" }),
-      h("button", { type: "button", class: "quiet", onclick: () => row.remove() }, "Remove"));
-    cards.append(row);
-  };
+  const refresh = () => [...cards.children].forEach((row) => row.refresh());
+  const addCard = (start, prompt) => cards.append(cardRow(inputs, start, prompt, refresh));
   addCard(0, "A red ball rolls to the right.");
   addCard(2, "The red ball falls and bounces.");
   const form = h("form", { class: "panel" },
     h("h1", {}, "Storyboard"),
-    h("p", { class: "note" }, "Cards on a timeline: each starts at its time (the first at 0) and holds until the next."),
+    h("p", { class: "note" }, "Cards on a timeline: each starts at its time (the first at 0) and holds until the next. ",
+      "An image or video card appears exactly at its start, reached by a short transition; its prompt says what happens next."),
     h("div", { class: "row" }, field("Total seconds", total), field("Aspect", fields.aspect), field("Size", fields.size), field("Seed", fields.seed)),
-    h("h2", {}, "Cards (start in seconds, prompt)"), cards,
+    h("h2", {}, "Cards (start in seconds, kind, prompt)"), cards,
     h("div", { class: "actions" },
       h("button", { type: "button", class: "quiet", onclick: () => addCard(Number(total.value) / 2, "") }, "Add a card"),
       h("label", { class: "check" }, fields.public, "Public"),
@@ -224,11 +330,10 @@ function storyboardPage() {
     error);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const board = { seconds: Number(total.value), cards: [...cards.children].map((row) => {
-      const [start, prompt] = row.querySelectorAll("input");
-      return { start: Number(start.value), prompt: prompt.value };
-    }).sort((a, b) => a.start - b.start) };
     try {
+      const board = { seconds: Number(total.value),
+        cards: [...cards.children].map((row, index) => row.card(index + 1))
+          .sort((a, b) => a.start - b.start) };
       const created = await api("/api/videos", { json: { kind: "storyboard", board, ...samplingValues(fields) } });
       location.hash = `#/video/${created.id}`;
     } catch (failure) { showError(error, failure); }
