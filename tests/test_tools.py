@@ -16,10 +16,10 @@ from kinetoscope.provenance.watermark import payload_for
 from kinetoscope.results import (
     RecordError,
     read_record,
+    record_path,
     reproduce,
     same_frames,
     save,
-    sidecar_path,
 )
 from kinetoscope.storyboard import Storyboard, StoryboardError
 
@@ -233,7 +233,7 @@ def test_saved_result_reproduces_identically(pipeline, clip, tmp_path):
     write_video(source, clip)
     result = pipeline.extend(source, PROMPT, 1.0, rights_attested=True, seed=7)
     save(result, tmp_path / "out.mp4")
-    record = read_record(sidecar_path(tmp_path / "out.mp4"))
+    record = read_record(record_path(tmp_path / "out.mp4"))
     assert record["inputs"][0]["path"] == str(source.resolve())
     again = reproduce(record, pipeline)
     assert torch.equal(again.frames, result.frames)
@@ -252,7 +252,7 @@ def test_cli_tools_write_video_and_record(folder, clip, tmp_path, capsys):
     argv = ["extend", str(source), "--prompt", PROMPT, "--seconds", "1", "--out", str(out)]
     assert main([*argv, *common, "--i-own-the-rights"]) == 0, capsys.readouterr().err
     assert read_video(out).frames.shape[0] == 17 + 16
-    record = json.loads(sidecar_path(out).read_text())
+    record = json.loads(record_path(out).read_text())
     assert record["tool"] == "extend" and record["arguments"]["steps"] == 1
     # the same command without the attestation: refused, nothing written
     refused = tmp_path / "refused.mp4"
@@ -261,9 +261,9 @@ def test_cli_tools_write_video_and_record(folder, clip, tmp_path, capsys):
     assert "own the rights" in capsys.readouterr().err and not refused.exists()
     # reproduce from the sidecar: the same frames
     again = tmp_path / "again.mp4"
-    assert main(["reproduce", str(sidecar_path(out)), "--out", str(again)]) == 0
+    assert main(["reproduce", str(record_path(out)), "--out", str(again)]) == 0
     assert "identical frames" in capsys.readouterr().err
-    reproduced = json.loads(sidecar_path(again).read_text())
+    reproduced = json.loads(record_path(again).read_text())
     assert reproduced["output"]["frames_sha256"] == record["output"]["frames_sha256"]
     assert read_video(again).frames.shape == read_video(out).frames.shape
 
@@ -311,7 +311,7 @@ def test_redacted_prompt_stays_out_of_the_file(pipeline, tmp_path):
     result = pipeline.generate("A secret magenta heptagon.", 1.0, aspect="1:1")
     path = save(result, tmp_path / "clip.mp4", redact_prompt=True)
     assert b"secret magenta" not in path.read_bytes()
-    assert "secret magenta" in sidecar_path(path).read_text()  # the user's own record keeps it
+    assert "secret magenta" in record_path(path).read_text()  # the user's own record keeps it
 
 
 def test_refused_prompts_stop_before_any_compute(pipeline, folder, tmp_path, capsys):
@@ -351,7 +351,7 @@ def test_cli_output_verifies(folder, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["manifest"] == "valid" and report["trusted"] is True
     assert report["watermark"]["detected"] is True
-    record = json.loads(sidecar_path(out).read_text())
+    record = json.loads(record_path(out).read_text())
     assert int(report["watermark"]["payload"], 16) == payload_for(record["id"])
     data = bytearray(out.read_bytes())  # one byte of the media data changed: invalid
     middle = data.index(b"mdat") + 200

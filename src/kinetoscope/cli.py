@@ -423,13 +423,13 @@ def run_reproduce(options: ReproduceOptions) -> int:
 
 
 def _save(result: object, out: Path) -> int:
-    from kinetoscope.results import save, sidecar_path
+    from kinetoscope.results import record_path, save
 
     save(result, out)  # type: ignore[arg-type]
     frames, height, width = result.frames.shape[:3]  # type: ignore[attr-defined]
     console.print(
         f"[green]wrote[/green] {out} ({frames} frames, {width}x{height}) and "
-        f"{sidecar_path(out).name}"
+        f"{record_path(out).name}"
     )
     return 0
 

@@ -164,14 +164,14 @@ class Composer:
     ) -> Tensor:
         """Latents (1, C, t, h, w) of ``context`` followed by each source's ``span``, mixed by
         the sources' weights over the frames each latent frame pictures."""
-        mixed = torch.zeros(0)
+        terms = []
         for source, weight in zip(sources, weights, strict=True):
             clip = pad_to_clip(torch.cat([context, source[span]]), frames)  # (1 + 4k, H, W, 3)
             # the context's latents are the same for every source: any weights summing to 1
             per_frame = torch.cat([weight[span][:1].expand(context.shape[0]), weight[span]])
             per_frame = torch.cat([per_frame, per_frame[-1:].expand(frames - per_frame.shape[0])])
-            term = self._encode(clip) * _latent_weights(per_frame)[None, None, :, None, None]
-            mixed = term if mixed.numel() == 0 else mixed + term
+            terms.append(self._encode(clip) * _latent_weights(per_frame)[None, None, :, None, None])
+        mixed = torch.stack(terms).sum(dim=0)
         return mixed  # (1, C, t, h, w)
 
     # -- model calls (shapes only when dry) ------------------------------------------------------

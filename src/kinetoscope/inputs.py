@@ -14,6 +14,7 @@ bilinear filter and resampled to the clip's fps (nearest frame in time), with an
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ class LoadedInput:
     role: str  # "image", "video", "video_a", ...
     video: Video
     path: str | None  # None for frames given in memory (such a run cannot be reproduced)
-    sha256: str  # of the file's bytes, or of the frames for an in-memory input
+    sha256: str  # of the file's bytes, or `frames_sha256` for an in-memory input
     rights_attested: bool
 
     def to_record(self) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def load_input(
     check_rights(rights_attested, role)
     if isinstance(source, Video):
         video = source
-        digest = hashlib.sha256(video.frames.contiguous().numpy().tobytes()).hexdigest()
+        digest = frames_sha256(video.frames)
         path = None
     elif isinstance(source, str | os.PathLike):
         file = Path(source)
@@ -105,13 +106,20 @@ def load_input(
     return LoadedInput(role, video, path, digest, rights_attested)
 
 
+def frames_sha256(frames: Tensor) -> str:
+    """The SHA-256 of uint8 frames (T, H, W, 3) and their shape."""
+    digest = hashlib.sha256(str(tuple(frames.shape)).encode())
+    digest.update(frames.contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def nearest_aspect(height: int, width: int) -> str:
     """The supported aspect ratio closest (in log ratio) to a frame's."""
     ratio = width / height
 
     def distance(aspect: str) -> float:
         ratio_w, ratio_h = ASPECTS[aspect]
-        return abs(torch.log(torch.tensor(ratio * ratio_h / ratio_w)).item())
+        return abs(math.log(ratio * ratio_h / ratio_w))
 
     return min(ASPECTS, key=distance)
 

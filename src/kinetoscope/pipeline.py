@@ -45,7 +45,14 @@ from kinetoscope.flow.samplers import (
     sample_heun,
     timestep_schedule,
 )
-from kinetoscope.inputs import LoadedInput, Source, fit_frames, load_input, nearest_aspect
+from kinetoscope.inputs import (
+    LoadedInput,
+    Source,
+    fit_frames,
+    frames_sha256,
+    load_input,
+    nearest_aspect,
+)
 from kinetoscope.io.video import Video
 from kinetoscope.models.dit import DiffusionTransformer
 from kinetoscope.models.text import TextEmbedding, TextEncoder, load_text_encoder
@@ -814,13 +821,6 @@ class Pipeline:
     def decode(self, latents: Tensor, layout: FrameLayout) -> Tensor:
         """Normalised latents (1, C, t, h, w) to uint8 frames (T, H, W, 3) of ``layout``."""
         return decode_video(self.vae, latents, layout)
-
-
-def frames_sha256(frames: Tensor) -> str:
-    """The SHA-256 of uint8 frames (T, H, W, 3) and their shape."""
-    digest = hashlib.sha256(str(tuple(frames.shape)).encode())
-    digest.update(frames.contiguous().cpu().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def read_model_index(folder: str | os.PathLike[str]) -> ModelIndex:

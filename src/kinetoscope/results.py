@@ -29,6 +29,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from kinetoscope.errors import KinetoscopeError
 from kinetoscope.io.video import Video, check_output_path, write_video
 from kinetoscope.pipeline import Pipeline, Progress, Result
@@ -55,7 +57,7 @@ class RecordError(KinetoscopeError, ValueError):
     """A sidecar record that cannot be read or replayed; the message says why."""
 
 
-def sidecar_path(video_path: str | os.PathLike[str]) -> Path:
+def record_path(video_path: str | os.PathLike[str]) -> Path:
     """Where the record of ``video_path`` goes: the same name plus ``.json``."""
     path = Path(video_path)
     return path.with_name(path.name + SIDECAR_SUFFIX)
@@ -96,7 +98,7 @@ def save(
         if manifest is not None and manifest != hidden:
             manifest.unlink(missing_ok=True)
     # 4. the record
-    write_record(sidecar_path(path), result.record)
+    write_record(record_path(path), result.record)
     return path
 
 
@@ -178,8 +180,6 @@ def load_recorded_model(record: dict[str, Any], device: str | None = None) -> Pi
     if source == "in memory":
         raise RecordError("the run used a model built in memory: there is no folder to load")
     folder = None if source == "default" else source
-    import torch
-
     dtype = getattr(torch, record.get("dtype", "float32"), None)
     return Pipeline.from_pretrained(folder, device=device or record.get("device"), dtype=dtype)
 

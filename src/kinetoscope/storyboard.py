@@ -32,6 +32,7 @@ import torch
 import yaml
 from torch import Tensor
 
+from kinetoscope.creative import GROUP
 from kinetoscope.errors import KinetoscopeError
 from kinetoscope.inputs import LoadedInput, check_rights, load_input
 
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from kinetoscope.creative import Composer
 
 TRANSITION_GROUPS = 4  # 16 frames, 1 s at 16 fps: the longest transition into a media card
-GROUP = 4
 
 
 class StoryboardError(KinetoscopeError, ValueError):

@@ -13,7 +13,7 @@ from PIL import Image
 from studio_helpers import EXAMPLE, Api, account
 
 from kinetoscope.io.video import Video, read_video, write_video
-from kinetoscope.results import sidecar_path
+from kinetoscope.results import record_path
 from kinetoscope.studio.app import create_app
 
 
@@ -47,7 +47,7 @@ def test_create_poll_download(settings, client, start_worker, tmp_path):
     assert (clip.num_frames, clip.height, clip.width) == (17, 64, 64)
     # written by results.save: the sidecar record names the tool and its arguments
     stored = settings.data_dir / "videos" / f"{video_id}.mp4"
-    record = json.loads(sidecar_path(stored).read_text())
+    record = json.loads(record_path(stored).read_text())
     assert record["tool"] == "generate" and record["arguments"]["seed"] == 0
     download = api.get(video["file_url"], params={"download": True})
     assert download.headers["content-disposition"].startswith("attachment")

@@ -23,7 +23,7 @@ from kinetoscope.curves import check_curve
 from kinetoscope.errors import KinetoscopeError
 from kinetoscope.inputs import nearest_aspect
 from kinetoscope.pipeline import GenerationConfig, ModelIndex, Pipeline, check_strength
-from kinetoscope.results import read_record, sidecar_path
+from kinetoscope.results import read_record, record_path
 from kinetoscope.safety.policy import PolicyRefusal, default_policy
 from kinetoscope.storyboard import Storyboard
 from kinetoscope.studio.db import Upload, User, Video
@@ -207,7 +207,7 @@ def tool_call(
 def _frame_size(path: Path, short_side: int) -> tuple[int, int]:
     """A studio video's (height, width), from its sidecar record (square when unreadable)."""
     try:
-        output = read_record(sidecar_path(path))["output"]
+        output = read_record(record_path(path))["output"]
         return int(output["height"]), int(output["width"])
     except (KinetoscopeError, KeyError, TypeError, ValueError):
         return short_side, short_side

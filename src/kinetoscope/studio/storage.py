@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
-from kinetoscope.results import sidecar_path
+from kinetoscope.results import record_path
 from kinetoscope.studio.errors import StudioError
 
 UPLOADS = "uploads"
@@ -79,4 +79,4 @@ class Storage:
             return
         path = self.path(relative)
         path.unlink(missing_ok=True)
-        sidecar_path(path).unlink(missing_ok=True)
+        record_path(path).unlink(missing_ok=True)
