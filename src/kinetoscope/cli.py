@@ -74,6 +74,8 @@ class TrainVAEOptions:
     lr: float | None = None
     device: str | None = None
     workers: int | None = None
+    minutes: float | None = None
+    init: Path | None = None
     resume: bool = False
     stop_at: int | None = None
 
@@ -97,6 +99,8 @@ class TrainDiTOptions:
     video_folder: Path | None = None
     video_weight: float | None = None
     seed: int | None = None
+    minutes: float | None = None
+    init: Path | None = None
     resume: bool = False
     stop_at: int | None = None
 
@@ -276,6 +280,8 @@ def run_train_vae(options: TrainVAEOptions) -> int:
         lr=options.lr,
         device=options.device,
         workers=options.workers,
+        minutes=options.minutes,
+        init=None if options.init is None else str(options.init),
     ).validate()
     shown = ("total", "l1", "l2", "perceptual", "kl", "generator_adversarial")
 
@@ -312,6 +318,8 @@ def run_train_dit(options: TrainDiTOptions) -> int:
         video_folder=folder(options.video_folder),
         video_weight=options.video_weight,
         seed=options.seed,
+        minutes=options.minutes,
+        init=folder(options.init),
     ).validate()
 
     def describe(numbers: dict[str, float]) -> str:
@@ -342,16 +350,15 @@ def _run_training(
     def show(step: int, numbers: dict[str, float]) -> None:
         if not progress.live.is_started:
             progress.start()
-        progress.update(task, completed=step, numbers=describe(numbers))
+        total = int(numbers.get("steps", steps))  # a time-budgeted run plans its total
+        progress.update(task, completed=step, total=total, numbers=describe(numbers))
 
     try:
         step, finished, folder = train(show)
     finally:
         progress.stop()
     if not finished:
-        console.print(
-            f"[yellow]stopped[/yellow] at step {step} of {steps}; continue with --resume: {out}"
-        )
+        console.print(f"[yellow]stopped[/yellow] at step {step}; continue with --resume: {out}")
     else:
         console.print(f"[green]trained[/green] {step} steps: {folder}")
     return 0
@@ -827,6 +834,8 @@ def _add_train_vae(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--lr", type=float, help="peak learning rate")
     train.add_argument("--device", help="auto, cpu or cuda[:N] (the preset's: auto)")
     train.add_argument("--workers", type=int, help="data-loading processes")
+    train.add_argument("--minutes", type=float, help="train for about this long (--steps: at most)")
+    train.add_argument("--init", type=Path, help="a saved VAE of the preset's size to start from")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--stop-at", type=int, help="stop after this step; --resume goes on")
 
@@ -842,6 +851,8 @@ def _add_train_vae(commands: argparse._SubParsersAction) -> None:
                 lr=a.lr,
                 device=a.device,
                 workers=a.workers,
+                minutes=a.minutes,
+                init=a.init,
                 resume=a.resume,
                 stop_at=a.stop_at,
             )
@@ -870,6 +881,12 @@ def _add_train_dit(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--video-folder", type=Path, help="videos + captions.jsonl to train on")
     train.add_argument("--video-weight", type=float, help="share of video-folder clips (0.5)")
     train.add_argument("--seed", type=int, help="seed of the weights and the data")
+    train.add_argument("--minutes", type=float, help="train for about this long (--steps: at most)")
+    train.add_argument(
+        "--init",
+        type=Path,
+        help="a transformer or pipeline folder of the preset's size to start from",
+    )
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--stop-at", type=int, help="stop after this step; --resume goes on")
 
@@ -893,6 +910,8 @@ def _add_train_dit(commands: argparse._SubParsersAction) -> None:
                 video_folder=a.video_folder,
                 video_weight=weight,
                 seed=a.seed,
+                minutes=a.minutes,
+                init=a.init,
                 resume=a.resume,
                 stop_at=a.stop_at,
             )

@@ -60,6 +60,12 @@ from kinetoscope.models.text import TextEncoder
 from kinetoscope.models.vae import VideoVAE
 from kinetoscope.pipeline import INDEX_FILE, ModelIndex, Pipeline
 from kinetoscope.training.buckets import check_aspect
+from kinetoscope.training.budget import (
+    TimeBudget,
+    check_init_folder,
+    check_minutes,
+    load_initial_weights,
+)
 from kinetoscope.training.checkpoint import (
     check_run_folder,
     checkpoint_path,
@@ -96,6 +102,7 @@ T = TypeVar("T")
 # fields that may change between a run and its resumption; everything else must match
 RESUMABLE_CHANGES = (
     "steps",
+    "minutes",
     "checkpoint_every",
     "log_every",
     "workers",
@@ -140,7 +147,9 @@ class DiTTrainConfig:
 
     model: str = "S"  # a DIT_PRESETS name
     vae: str | None = None  # a VAE folder (save_pretrained); None: the one that ships
+    init: str | None = None  # a transformer or pipeline folder to start from; None: random
     steps: int = 10000
+    minutes: float | None = None  # train for about this long: steps become an upper bound
     lr: float = 2e-4
     min_lr_ratio: float = 0.1  # the cosine decays to lr * this
     warmup_steps: int = 500
@@ -169,6 +178,9 @@ class DiTTrainConfig:
                 f"unknown DiT preset {self.model!r}; choose from {list(DIT_PRESETS)}"
             )
         check_optimization(self)
+        check_minutes(self.minutes)
+        if self.init is not None:
+            check_init_folder(str(init_folder(self.init)), "transformer")
         if not 0 <= self.text_dropout < 1:
             raise KinetoscopeError(f"text_dropout must be in [0, 1), got {self.text_dropout}")
         if self.parallel not in STRATEGIES:
@@ -321,6 +333,13 @@ def vae_folder(config: DiTTrainConfig) -> Path:
             )
         raise KinetoscopeError(f"{folder} is not a VAE folder (it has no config.json)")
     return folder
+
+
+def init_folder(init: str) -> Path:
+    """The transformer folder of ``--init``: the folder itself, or a pipeline's
+    ``transformer/`` (a folder with a model index, such as the shipped default)."""
+    folder = Path(init)
+    return folder / TRANSFORMER_FOLDER if (folder / INDEX_FILE).is_file() else folder
 
 
 # ---- pieces of the loop ----------------------------------------------------------------------
@@ -531,6 +550,10 @@ def build_parts(
     vae = VideoVAE.from_pretrained(vae_folder(config), device=device, dtype=torch.float32)
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     transformer = DiffusionTransformer(DIT_PRESETS[config.model]).to(device)
+    if config.init is not None:  # a resumed run then loads its checkpoint over these
+        load_initial_weights(
+            transformer, DiffusionTransformer.from_pretrained(init_folder(config.init))
+        )
     transformer.enable_gradient_checkpointing(config.gradient_checkpointing)
     model = wrap_model(transformer, context, strategy, bf16=config.bf16)
     optimizer = torch.optim.AdamW(
@@ -667,7 +690,8 @@ def train_dit(
     """Train a `DiffusionTransformer` as ``config`` says, writing the run folder ``out``.
 
     ``stop_at`` stops after that many steps in all, as an interruption would (a checkpoint is
-    saved; resume later). ``on_step(step, numbers)`` is called after every step on rank 0.
+    saved; resume later). ``on_step(step, numbers)`` is called after every step on rank 0;
+    in a time-budgeted run (``config.minutes``) ``numbers["steps"]`` is the planned total.
     ``text_encoder``: an already loaded one to reuse (by default loaded when first needed).
     Under torchrun every process calls this with the same arguments.
     """
@@ -705,6 +729,7 @@ def train_dit(
 
         # 4. the loop: one batch, one step; log, evaluate, checkpoint
         last_step = min(config.steps, stop_at) if stop_at is not None else config.steps
+        budget = TimeBudget(config.minutes, step, config.steps) if config.minutes else None
         terms: dict[str, float] = {}
         scores: dict[str, float] = {}
         log = None
@@ -723,7 +748,7 @@ def train_dit(
                     ema.update(model)
                 step += 1
                 if on_step is not None and context.is_main:
-                    on_step(step, terms)
+                    on_step(step, terms if budget is None else {**terms, "steps": config.steps})
                 if step % config.log_every == 0 or step == last_step:
                     seconds, rates = window.record(context.device)
                     elapsed += seconds
@@ -731,6 +756,13 @@ def train_dit(
                     if log is not None:
                         record = {"step": step, **averaged, "lr": lr, "bucket": batch.bucket.name}
                         log.write({**record, "seconds": elapsed, **rates})
+                    if budget is not None:  # rank 0's clock decides for every rank
+                        planned = broadcast_object(budget.plan(step), context)  # collective
+                        if planned is not None and planned != config.steps:
+                            config = dataclasses.replace(config, steps=planned)
+                            parts.config = config  # checkpoints record the new total
+                            parts.schedule.total = planned  # the cosine ends there
+                            last_step = min(planned, stop_at) if stop_at is not None else planned
                 if every and (step % every == 0 or step == config.steps):
                     scores = evaluation_scores(parts, cases)
                     if log is not None:

@@ -37,6 +37,12 @@ from torch import Tensor
 
 from kinetoscope.errors import KinetoscopeError
 from kinetoscope.models.vae import VAE_PRESETS, VideoVAE
+from kinetoscope.training.budget import (
+    TimeBudget,
+    check_init_folder,
+    check_minutes,
+    load_initial_weights,
+)
 from kinetoscope.training.checkpoint import (
     check_run_folder,
     checkpoint_path,
@@ -52,7 +58,7 @@ from kinetoscope.training.schedule import WarmupCosine, check_optimization
 from kinetoscope.training.vae_data import VAEBatchStream, VAEDataConfig
 
 # fields that may change between a run and its resumption; everything else must match
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "workers", "device")
+RESUMABLE_CHANGES = ("steps", "minutes", "checkpoint_every", "log_every", "workers", "device")
 EXPORT_FOLDER = "vae"
 CONFIG_NAME = "config.json"
 
@@ -62,7 +68,9 @@ class VAETrainConfig:
     """Everything that defines a VAE training run, except where it writes."""
 
     model: str = "tiny"  # a VAE_PRESETS name
+    init: str | None = None  # a saved VAE of the same preset to start from; None: random
     steps: int = 1000
+    minutes: float | None = None  # train for about this long: steps become an upper bound
     lr: float = 2e-4
     min_lr_ratio: float = 0.1  # the cosine decays to lr * this
     warmup_steps: int = 100
@@ -88,6 +96,8 @@ class VAETrainConfig:
                 f"unknown VAE preset {self.model!r}; choose from {list(VAE_PRESETS)}"
             )
         check_optimization(self)
+        check_minutes(self.minutes)
+        check_init_folder(self.init, "VAE")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise KinetoscopeError("checkpoint_every and log_every must be at least 1")
         if self.workers < 0 or self.latent_stat_batches < 0:
@@ -171,13 +181,23 @@ def with_overrides(
     device: str | None = None,
     workers: int | None = None,
     seed: int | None = None,
+    minutes: float | None = None,
+    init: str | None = None,
 ) -> VAETrainConfig:
     """The config with the given (not None) options replaced; the command line's overrides."""
     data_changes = {"batch_size": batch, "size": size, "frames": frames, "seed": seed}
     data = dataclasses.replace(
         config.data, **{key: value for key, value in data_changes.items() if value is not None}
     )
-    changes = {"steps": steps, "lr": lr, "device": device, "workers": workers, "seed": seed}
+    changes = {
+        "steps": steps,
+        "lr": lr,
+        "device": device,
+        "workers": workers,
+        "seed": seed,
+        "minutes": minutes,
+        "init": init,
+    }
     kept = {key: value for key, value in changes.items() if value is not None}
     return dataclasses.replace(config, data=data, **kept)
 
@@ -293,7 +313,8 @@ def train_vae(
     """Train a `VideoVAE` as ``config`` says, writing the run folder ``out``.
 
     ``stop_at`` stops after that many steps in all, as an interruption would (a checkpoint
-    is saved; resume later). ``on_step(step, terms)`` is called after every step.
+    is saved; resume later). ``on_step(step, terms)`` is called after every step; in a
+    time-budgeted run (``config.minutes``) ``terms["steps"]`` is the planned total.
     """
     # 1. check everything before any compute
     config.validate()
@@ -311,6 +332,10 @@ def train_vae(
     # 2. model, loss, optimizers, schedule: built the same way for fresh and resumed runs
     torch.manual_seed(config.seed)
     vae = VideoVAE(VAE_PRESETS[config.model]).to(device)
+    if config.init is not None and state is None:
+        # the latent normalisation is measured again at export
+        initial = VideoVAE.from_pretrained(config.init)
+        load_initial_weights(vae, initial, ignore=("scaling_factor", "shift_factor"))
     ema = EMA(vae, config.ema_decay) if config.ema_decay is not None else None
     loss_fn = VAELoss(config.loss).to(device)
     optimizer = torch.optim.AdamW(
@@ -365,6 +390,7 @@ def train_vae(
 
     # 4. the loop: one batch, one step; log, checkpoint
     last_step = min(config.steps, stop_at) if stop_at is not None else config.steps
+    budget = TimeBudget(config.minutes, step, config.steps) if config.minutes else None
     terms: dict[str, float] = {}
     with MetricsLog(out / METRICS_NAME, resume_step=step if state is not None else None) as log:
         window_start, window_frames, data_seconds = time.perf_counter(), 0, 0.0
@@ -382,7 +408,7 @@ def train_vae(
             step += 1
             window_frames += batch.shape[0] * batch.shape[2]
             if on_step is not None:
-                on_step(step, terms)
+                on_step(step, terms if budget is None else {**terms, "steps": config.steps})
             if step % config.log_every == 0 or step == last_step:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
@@ -399,6 +425,11 @@ def train_vae(
                     }
                 )
                 window_start, window_frames, data_seconds = now, 0, 0.0
+                planned = budget.plan(step) if budget is not None else None
+                if planned is not None and planned != config.steps:
+                    config = dataclasses.replace(config, steps=planned)  # saved with the run
+                    schedule.total = planned  # the cosine ends at the new last step
+                    last_step = min(planned, stop_at) if stop_at is not None else planned
             if step % config.checkpoint_every == 0 and step < last_step:
                 save(step)
     save(step)

@@ -1,0 +1,148 @@
+"""Time-budgeted runs (--minutes) and runs that start from an earlier model (--init)."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from kinetoscope import cli
+from kinetoscope.errors import KinetoscopeError
+from kinetoscope.models.dit import DIT_PRESETS, DiffusionTransformer
+from kinetoscope.models.vae import VAE_PRESETS, VideoVAE
+from kinetoscope.training.budget import PACE_STEPS, SETTLE_STEPS, TimeBudget
+from kinetoscope.training.checkpoint import load_checkpoint
+from kinetoscope.training.metrics import read_metrics
+from kinetoscope.training.train_dit import TRAIN_PRESETS as DIT_TRAIN_PRESETS
+from kinetoscope.training.train_dit import train_dit
+from kinetoscope.training.train_vae import TRAIN_PRESETS as VAE_TRAIN_PRESETS
+from kinetoscope.training.train_vae import train_vae
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _walk(budget: TimeBudget, clock: FakeClock, steps: range, seconds_per_step: float):
+    plans = []
+    for step in steps:
+        clock.now += seconds_per_step
+        plans.append(budget.plan(step))
+    return plans
+
+
+def test_a_budget_waits_for_its_pace_then_fits_the_steps_to_the_minutes():
+    clock = FakeClock()
+    budget = TimeBudget(minutes=1.0, step=0, max_steps=10_000, clock=clock)
+    plans = _walk(budget, clock, range(1, SETTLE_STEPS + PACE_STEPS), 0.5)
+    assert plans == [None] * len(plans)  # settling, then timing
+    clock.now += 0.5
+    step = SETTLE_STEPS + PACE_STEPS
+    # 0.5 s a step, 6.5 s gone of 60: 107 more steps fit
+    assert budget.plan(step) == step + 107
+
+
+def test_a_budget_never_exceeds_the_steps_nor_goes_back_past_the_current_step():
+    clock = FakeClock()
+    short = TimeBudget(minutes=10.0, step=0, max_steps=50, clock=clock)
+    assert _walk(short, clock, range(1, 30), 0.1)[-1] == 50  # time for far more than 50
+    clock = FakeClock()
+    late = TimeBudget(minutes=0.1, step=40, max_steps=1000, clock=clock)  # resumed at 40
+    plans = _walk(late, clock, range(41, 70), 1.0)  # 1 s a step: the 6 s are gone by 47
+    assert plans[-1] == 69  # out of time: the run ends at the current step
+
+
+@pytest.mark.parametrize("minutes", [0, -1.0, float("nan"), float("inf")])
+def test_bad_minutes_are_refused(minutes):
+    with pytest.raises(KinetoscopeError, match="minutes must be a positive number"):
+        TimeBudget(minutes=minutes, step=0, max_steps=10)
+    config = dataclasses.replace(VAE_TRAIN_PRESETS["tiny-cpu"], minutes=minutes)
+    with pytest.raises(KinetoscopeError, match="minutes"):
+        config.validate()
+
+
+def test_a_budgeted_vae_run_plans_its_steps_and_still_exports(tmp_path):
+    run = tmp_path / "run"
+    config = dataclasses.replace(VAE_TRAIN_PRESETS["tiny-cpu"], steps=100_000, minutes=0.03)
+    totals = []
+    result = train_vae(config, run, on_step=lambda step, numbers: totals.append(numbers["steps"]))
+    assert result.finished and result.model_folder is not None
+    assert SETTLE_STEPS + PACE_STEPS <= result.step < 100_000
+    assert totals[0] == 100_000 and totals[-1] == result.step  # the plan replaced the bound
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert state["config"]["steps"] == result.step  # a resumed run knows the planned total
+    records = read_metrics(run / "metrics.jsonl")
+    assert records[-1]["lr"] < 0.5 * config.lr  # the cosine ran down to the planned end
+    VideoVAE.from_pretrained(result.model_folder)
+
+
+def test_a_vae_run_can_start_from_a_saved_model(tmp_path):
+    torch.manual_seed(3)
+    start = VideoVAE(VAE_PRESETS["tiny"])
+    start.save_pretrained(tmp_path / "start")
+    config = dataclasses.replace(
+        VAE_TRAIN_PRESETS["tiny-cpu"], steps=1, lr=1e-12, init=str(tmp_path / "start")
+    )
+    result = train_vae(config, tmp_path / "run")
+    trained = VideoVAE.from_pretrained(result.model_folder).state_dict()
+    for name, tensor in start.state_dict().items():
+        torch.testing.assert_close(trained[name], tensor, atol=1e-6, rtol=0)
+    fresh = train_vae(dataclasses.replace(config, init=None, seed=1), tmp_path / "fresh")
+    fresh_weights = VideoVAE.from_pretrained(fresh.model_folder).state_dict()
+    assert not torch.allclose(
+        fresh_weights["encoder.conv_in.conv.weight"], trained["encoder.conv_in.conv.weight"]
+    )
+
+
+def test_an_init_model_of_another_size_or_no_model_is_refused(tmp_path):
+    VideoVAE(VAE_PRESETS["small"]).save_pretrained(tmp_path / "small")
+    config = dataclasses.replace(VAE_TRAIN_PRESETS["tiny-cpu"], init=str(tmp_path / "small"))
+    with pytest.raises(KinetoscopeError, match="different architecture"):
+        train_vae(config, tmp_path / "run")
+    missing = dataclasses.replace(config, init=str(tmp_path / "nothing"))
+    with pytest.raises(KinetoscopeError, match=r"no config\.json"):
+        missing.validate()
+
+
+@pytest.fixture(scope="module")
+def vae_folder(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("vae") / "vae"
+    VideoVAE(VAE_PRESETS["tiny"]).save_pretrained(folder)
+    return folder
+
+
+def test_a_dit_run_starts_from_a_pipeline_and_fits_its_minutes(vae_folder, tmp_path):
+    tiny = dataclasses.replace(DIT_TRAIN_PRESETS["tiny-cpu"], vae=str(vae_folder))
+    first = train_dit(dataclasses.replace(tiny, steps=2), tmp_path / "first")
+    start = DiffusionTransformer.from_pretrained(tmp_path / "first" / "transformer")
+    # the pipeline folder itself is accepted: its transformer/ is the one loaded
+    config = dataclasses.replace(
+        tiny, init=str(first.pipeline_folder), lr=1e-12, ema_decay=None, steps=10_000, minutes=0.04
+    )
+    result = train_dit(config, tmp_path / "second")
+    assert result.finished and SETTLE_STEPS + PACE_STEPS <= result.step < 10_000
+    trained = DiffusionTransformer.from_pretrained(tmp_path / "second" / "transformer")
+    for name, tensor in start.state_dict().items():
+        torch.testing.assert_close(trained.state_dict()[name], tensor, atol=1e-6, rtol=0)
+    other = dataclasses.replace(tiny, model="S", init=str(first.pipeline_folder))
+    assert DIT_PRESETS["S"].width != DIT_PRESETS["tiny"].width
+    with pytest.raises(KinetoscopeError, match=r"different architecture .*: width 32 != 384"):
+        train_dit(other, tmp_path / "third")
+
+
+def test_the_command_line_trains_for_minutes_from_an_init_model(tmp_path):
+    VideoVAE(VAE_PRESETS["tiny"]).save_pretrained(tmp_path / "start")
+    run = tmp_path / "run"
+    arguments = ["train", "vae", "--preset", "tiny-cpu", "--out", str(run), "--steps", "100000"]
+    code = cli.main([*arguments, "--minutes", "0.02", "--init", str(tmp_path / "start")])
+    assert code == 0 and (run / "vae" / "config.json").is_file()
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["minutes"] == 0.02 and saved["init"] == str(tmp_path / "start")
+    assert load_checkpoint(run / "checkpoint.pt")["step"] < 100_000
