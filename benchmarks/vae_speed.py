@@ -60,6 +60,7 @@ class Throughput:
     decode_fps: float
     total_fps: float  # frames per second of encode + decode
     repeats: int
+    gpu_peak_mib: float | None  # the GPU memory allocated at most (None on the CPU)
 
 
 @dataclass
@@ -121,7 +122,10 @@ def measure_throughput(
     vae = VideoVAE(VAE_PRESETS[preset]).to(device).eval()
     clip = synthetic_chunk(0, frames, size).to(device)
     time_once(vae, clip, device)  # warm-up: kernels and oneDNN primitives for these shapes
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     runs = [time_once(vae, clip, device) for _ in range(repeats)]
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
     encode = statistics.median(run[0] for run in runs)
     decode = statistics.median(run[1] for run in runs)
     total = statistics.median(run[0] + run[1] for run in runs)
@@ -136,6 +140,7 @@ def measure_throughput(
         decode_fps=frames / decode,
         total_fps=frames / total,
         repeats=repeats,
+        gpu_peak_mib=peak,
     )
 
 
@@ -215,14 +220,16 @@ def machine_lines(devices: list[str]) -> list[str]:
 
 def throughput_table(results: list[Throughput]) -> list[str]:
     lines = [
-        "| device | preset | params | size | frames | encode fps | decode fps | both fps |",
-        "|---|---|---|---|---|---|---|---|",
+        "| device | preset | params | size | frames | encode fps | decode fps | both fps "
+        "| GPU peak |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        peak = "-" if r.gpu_peak_mib is None else f"{r.gpu_peak_mib:.0f} MiB"
         lines.append(
             f"| {r.device} ({r.threads} threads) | {r.preset} | {r.parameters / 1e6:.2f} M "
             f"| {r.size}x{r.size} | {r.frames} | {r.encode_fps:.2f} | {r.decode_fps:.2f} "
-            f"| {r.total_fps:.2f} |"
+            f"| {r.total_fps:.2f} | {peak} |"
         )
     return lines
 
