@@ -1,6 +1,7 @@
 """Time-budgeted runs (--minutes) and runs that start from an earlier model (--init)."""
 
 import dataclasses
+import functools
 import json
 
 import pytest
@@ -10,6 +11,7 @@ from kinetoscope import cli
 from kinetoscope.errors import KinetoscopeError
 from kinetoscope.models.dit import DIT_PRESETS, DiffusionTransformer
 from kinetoscope.models.vae import VAE_PRESETS, VideoVAE
+from kinetoscope.training import train_vae as train_vae_module
 from kinetoscope.training.budget import PACE_STEPS, SETTLE_STEPS, TimeBudget
 from kinetoscope.training.checkpoint import load_checkpoint
 from kinetoscope.training.metrics import read_metrics
@@ -67,9 +69,20 @@ def test_bad_minutes_are_refused(minutes):
         config.validate()
 
 
-def test_a_budgeted_vae_run_plans_its_steps_and_still_exports(tmp_path):
+class TickingClock(FakeClock):
+    """A clock that moves one second each time it is read: a run's pace, whatever the machine."""
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_a_budgeted_vae_run_plans_its_steps_and_still_exports(tmp_path, monkeypatch):
     run = tmp_path / "run"
-    config = dataclasses.replace(VAE_TRAIN_PRESETS["tiny-cpu"], steps=100_000, minutes=0.03)
+    clock = TickingClock()  # read once per logged step (every step in tiny-cpu)
+    monkeypatch.setattr(train_vae_module, "TimeBudget", functools.partial(TimeBudget, clock=clock))
+    # 30 s at 1 s a step: the first plan (after 13 steps) leaves about 16 more
+    config = dataclasses.replace(VAE_TRAIN_PRESETS["tiny-cpu"], steps=100_000, minutes=0.5)
     totals = []
     result = train_vae(config, run, on_step=lambda step, numbers: totals.append(numbers["steps"]))
     assert result.finished and result.model_folder is not None

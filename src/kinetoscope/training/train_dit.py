@@ -747,8 +747,6 @@ def train_dit(
                 if ema is not None:
                     ema.update(model)
                 step += 1
-                if on_step is not None and context.is_main:
-                    on_step(step, terms if budget is None else {**terms, "steps": config.steps})
                 if step % config.log_every == 0 or step == last_step:
                     seconds, rates = window.record(context.device)
                     elapsed += seconds
@@ -763,6 +761,8 @@ def train_dit(
                             parts.config = config  # checkpoints record the new total
                             parts.schedule.total = planned  # the cosine ends there
                             last_step = min(planned, stop_at) if stop_at is not None else planned
+                if on_step is not None and context.is_main:  # after planning: the current total
+                    on_step(step, terms if budget is None else {**terms, "steps": config.steps})
                 if every and (step % every == 0 or step == config.steps):
                     scores = evaluation_scores(parts, cases)
                     if log is not None:

@@ -407,8 +407,6 @@ def train_vae(
                 ema.update(vae)
             step += 1
             window_frames += batch.shape[0] * batch.shape[2]
-            if on_step is not None:
-                on_step(step, terms if budget is None else {**terms, "steps": config.steps})
             if step % config.log_every == 0 or step == last_step:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
@@ -430,6 +428,8 @@ def train_vae(
                     config = dataclasses.replace(config, steps=planned)  # saved with the run
                     schedule.total = planned  # the cosine ends at the new last step
                     last_step = min(planned, stop_at) if stop_at is not None else planned
+            if on_step is not None:  # after planning: the current total
+                on_step(step, terms if budget is None else {**terms, "steps": config.steps})
             if step % config.checkpoint_every == 0 and step < last_step:
                 save(step)
     save(step)
