@@ -13,7 +13,7 @@ from kinetoscope.adherence import (
 )
 from kinetoscope.models.dit import DIT_PRESETS, DiffusionTransformer
 from kinetoscope.models.vae import VAE_PRESETS, VideoVAE
-from kinetoscope.pipeline import ModelIndex, Pipeline
+from kinetoscope.pipeline import ModelIndex, Pipeline, load_default
 from kinetoscope.training.vae_data import HELD_OUT_SEED_START
 from kinetoscope.world.judge import DIMENSIONS, Scores
 from kinetoscope.world.sampler import is_held_out
@@ -71,3 +71,18 @@ def test_native_durations_follow_the_model():
     assert native_durations(ModelIndex(min_seconds=1.0, max_seconds=2.0)) == (1.0, 2.0)
     assert native_durations(ModelIndex()) == (1.0, 2.0, 3.0, 4.0)
     assert native_durations(ModelIndex(min_seconds=0.5, max_seconds=0.5)) == (0.5,)
+
+
+def test_the_reference_judges_the_scenes_own_clips_through_the_models_vae():
+    cases = prompt_cases(6, durations=(1.0,))
+    trained = judge_cases(load_default(), cases, reference=True)
+    torch.manual_seed(0)
+    untrained = Pipeline(
+        VideoVAE(VAE_PRESETS["tiny"]),
+        DiffusionTransformer(DIT_PRESETS["tiny"]),
+        ModelIndex(short_side=64, steps=1, guidance=1.0),
+    )
+    noise = judge_cases(untrained, cases, reference=True)
+    # the shipped VAE keeps objects the judge can find and name; a random one loses them all
+    assert trained.means["object_count"] >= noise.means["object_count"] + 0.2
+    assert trained.means["color"] >= noise.means["color"] + 0.2

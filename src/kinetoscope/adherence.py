@@ -20,11 +20,15 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from kinetoscope.pipeline import ModelIndex, Pipeline
+import torch
+
+from kinetoscope.models.vae import decode_video, encode_video
+from kinetoscope.pipeline import GenerationConfig, ModelIndex, Pipeline
 from kinetoscope.training.buckets import ASPECTS, check_aspect
 from kinetoscope.training.vae_data import HELD_OUT_SEED_START
 from kinetoscope.world.captions import caption
 from kinetoscope.world.judge import DIMENSIONS, Scores, judge
+from kinetoscope.world.render import render
 from kinetoscope.world.sampler import sample_held_out_scene, sample_scene
 from kinetoscope.world.spec import SceneSpec
 
@@ -93,8 +97,22 @@ def judge_case(
     seed: int = 0,
     steps: int | None = None,
     guidance: float | None = None,
+    reference: bool = False,
 ) -> Scores:
-    """Generate the case's caption at its shape and judge the clip against its scene."""
+    """Generate the case's caption at its shape and judge the clip against its scene.
+
+    ``reference=True`` judges the scene's own clip instead, rendered at the shape the model
+    would generate and passed through the model's VAE: the most its transformer can score,
+    since every generated clip is decoded by that VAE."""
+    if reference:
+        request = GenerationConfig(case.prompt, seconds=case.seconds, aspect=case.aspect)
+        plan = pipeline.plan(request)
+        shape = plan.bucket
+        frames = render(case.scene, width=shape.width, height=shape.height, fps=plan.fps).frames
+        with torch.no_grad():
+            latents, layout = encode_video(pipeline.vae, frames.to(pipeline.device))
+            frames = decode_video(pipeline.vae, latents, layout)  # (T, H, W, 3) uint8
+        return judge(frames, plan.fps, case.scene)
     video = pipeline.generate(
         case.prompt, case.seconds, aspect=case.aspect, seed=seed, steps=steps, guidance=guidance
     ).video
@@ -124,12 +142,13 @@ def judge_cases(
     steps: int | None = None,
     guidance: float | None = None,
     progress: Callable[[int], None] | None = None,
+    reference: bool = False,
 ) -> AdherenceReport:
-    """Judge every case; ``progress(done)`` after each."""
+    """Judge every case (``reference``: as `judge_case`); ``progress(done)`` after each."""
     per_dimension: dict[str, list[float]] = {name: [] for name in (*DIMENSIONS, "overall")}
     physics: list[float] = []
     for done, case in enumerate(cases, start=1):
-        scores = judge_case(pipeline, case, seed=seed, steps=steps, guidance=guidance)
+        scores = judge_case(pipeline, case, seed, steps, guidance, reference)
         for name in DIMENSIONS:
             per_dimension[name].append(scores.dimensions[name])
         per_dimension["overall"].append(scores.overall)
