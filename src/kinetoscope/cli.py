@@ -76,6 +76,7 @@ class TrainVAEOptions:
     workers: int | None = None
     minutes: float | None = None
     init: Path | None = None
+    decoder_only: bool = False
     resume: bool = False
     stop_at: int | None = None
 
@@ -282,6 +283,7 @@ def run_train_vae(options: TrainVAEOptions) -> int:
         workers=options.workers,
         minutes=options.minutes,
         init=None if options.init is None else str(options.init),
+        decoder_only=options.decoder_only or None,
     ).validate()
     shown = ("total", "l1", "l2", "perceptual", "kl", "generator_adversarial")
 
@@ -836,6 +838,11 @@ def _add_train_vae(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--workers", type=int, help="data-loading processes")
     train.add_argument("--minutes", type=float, help="train for about this long (--steps: at most)")
     train.add_argument("--init", type=Path, help="a saved VAE of the preset's size to start from")
+    train.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="fine-tune --init's decoder alone: its latents (and models on them) stay valid",
+    )
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--stop-at", type=int, help="stop after this step; --resume goes on")
 
@@ -853,6 +860,7 @@ def _add_train_vae(commands: argparse._SubParsersAction) -> None:
                 workers=a.workers,
                 minutes=a.minutes,
                 init=a.init,
+                decoder_only=a.decoder_only,
                 resume=a.resume,
                 stop_at=a.stop_at,
             )

@@ -159,3 +159,31 @@ def test_the_command_line_trains_for_minutes_from_an_init_model(tmp_path):
     saved = json.loads((run / "config.json").read_text())
     assert saved["minutes"] == 0.02 and saved["init"] == str(tmp_path / "start")
     assert load_checkpoint(run / "checkpoint.pt")["step"] < 100_000
+
+
+def test_a_decoder_only_run_keeps_the_encoder_and_the_latent_normalisation(tmp_path):
+    torch.manual_seed(4)
+    start = VideoVAE(VAE_PRESETS["tiny"])
+    start.config = dataclasses.replace(start.config, shift_factor=0.25, scaling_factor=2.5)
+    start.save_pretrained(tmp_path / "start")
+    start = VideoVAE.from_pretrained(tmp_path / "start")
+    arguments = ["train", "vae", "--preset", "tiny-cpu", "--out", str(tmp_path / "run")]
+    code = cli.main(
+        [*arguments, "--steps", "3", "--init", str(tmp_path / "start"), "--decoder-only"]
+    )
+    assert code == 0
+    tuned = VideoVAE.from_pretrained(tmp_path / "run" / "vae")
+    assert tuned.config.shift_factor == 0.25 and tuned.config.scaling_factor == 2.5
+    before, after = start.state_dict(), tuned.state_dict()
+    encoder = [name for name in before if name.startswith("encoder.")]
+    decoder = [name for name in before if name.startswith("decoder.")]
+    assert encoder and decoder
+    for name in encoder:
+        torch.testing.assert_close(after[name], before[name], atol=0, rtol=0)
+    assert any(not torch.equal(after[name], before[name]) for name in decoder)
+
+
+def test_a_decoder_only_run_needs_a_vae_to_start_from():
+    config = dataclasses.replace(VAE_TRAIN_PRESETS["tiny-cpu"], decoder_only=True)
+    with pytest.raises(KinetoscopeError, match=r"decoder_only .* --init"):
+        config.validate()

@@ -69,6 +69,9 @@ class VAETrainConfig:
 
     model: str = "tiny"  # a VAE_PRESETS name
     init: str | None = None  # a saved VAE of the same preset to start from; None: random
+    # train the decoder alone, from ``init``: its encoder and latent normalisation are kept,
+    # so the latent space, and every diffusion model trained on it, stays valid
+    decoder_only: bool = False
     steps: int = 1000
     minutes: float | None = None  # train for about this long: steps become an upper bound
     lr: float = 2e-4
@@ -98,6 +101,10 @@ class VAETrainConfig:
         check_optimization(self)
         check_minutes(self.minutes)
         check_init_folder(self.init, "VAE")
+        if self.decoder_only and self.init is None:
+            raise KinetoscopeError(
+                "decoder_only fine-tunes a saved VAE's decoder: pass --init with that VAE"
+            )
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise KinetoscopeError("checkpoint_every and log_every must be at least 1")
         if self.workers < 0 or self.latent_stat_batches < 0:
@@ -183,6 +190,7 @@ def with_overrides(
     seed: int | None = None,
     minutes: float | None = None,
     init: str | None = None,
+    decoder_only: bool | None = None,
 ) -> VAETrainConfig:
     """The config with the given (not None) options replaced; the command line's overrides."""
     data_changes = {"batch_size": batch, "size": size, "frames": frames, "seed": seed}
@@ -197,6 +205,7 @@ def with_overrides(
         "seed": seed,
         "minutes": minutes,
         "init": init,
+        "decoder_only": decoder_only,
     }
     kept = {key: value for key, value in changes.items() if value is not None}
     return dataclasses.replace(config, data=data, **kept)
@@ -332,14 +341,22 @@ def train_vae(
     # 2. model, loss, optimizers, schedule: built the same way for fresh and resumed runs
     torch.manual_seed(config.seed)
     vae = VideoVAE(VAE_PRESETS[config.model]).to(device)
-    if config.init is not None and state is None:
-        # the latent normalisation is measured again at export
+    kept_statistics = None  # the latent normalisation to export instead of measuring one
+    if config.init is not None:
         initial = VideoVAE.from_pretrained(config.init)
-        load_initial_weights(vae, initial, ignore=("scaling_factor", "shift_factor"))
+        if state is None:  # (a resumed run has its weights in the checkpoint)
+            load_initial_weights(vae, initial, ignore=("scaling_factor", "shift_factor"))
+        if config.decoder_only:
+            kept_statistics = (initial.config.shift_factor, initial.config.scaling_factor)
+    if config.decoder_only:
+        vae.encoder.requires_grad_(False)
     ema = EMA(vae, config.ema_decay) if config.ema_decay is not None else None
     loss_fn = VAELoss(config.loss).to(device)
     optimizer = torch.optim.AdamW(
-        vae.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+        [parameter for parameter in vae.parameters() if parameter.requires_grad],
+        lr=config.lr,
+        betas=config.betas,
+        weight_decay=config.weight_decay,
     )
     schedule = WarmupCosine(config.warmup_steps, config.steps, config.min_lr_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -438,8 +455,8 @@ def train_vae(
     if step < config.steps:
         return TrainResult(step=step, finished=False, last=terms, model_folder=None)
     with ema.swapped_into(vae) if ema is not None else nullcontext(vae) as final:
-        statistics = None
-        if config.latent_stat_batches > 0:
+        statistics = kept_statistics
+        if statistics is None and config.latent_stat_batches > 0:
             # batches past the end of training: deterministic, and none was trained on
             batches = (
                 stream.batch(config.steps + i).to(device) for i in range(config.latent_stat_batches)
