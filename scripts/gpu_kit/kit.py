@@ -8,7 +8,7 @@
     python3 scripts/gpu_kit/kit.py bench-add OUT/benchmarks.json NAME --json F --stdout F --rc N
 
 Only the standard library at the top: ``install`` and ``plan`` run before anything else is
-importable. ``check`` imports torch and kinetoscope (from PYTHONPATH).
+importable. ``check`` and ``summary`` import kinetoscope (from PYTHONPATH).
 """
 
 from __future__ import annotations
@@ -173,10 +173,12 @@ def pack(
 def summary(run: Path) -> list[str]:
     """A training run in a few lines: steps, the last logged numbers, the last evaluation, and
     how many logged losses were not finite."""
+    from kinetoscope.training.metrics import read_metrics  # a run stopped mid-line: skipped
+
     metrics = run / "metrics.jsonl"
     if not metrics.is_file():
         return [f"{run}: no metrics.jsonl"]
-    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    records = read_metrics(metrics)
     steps = [r for r in records if not any(key.startswith("eval_") for key in r)]
     evaluations = [r for r in records if any(key.startswith("eval_") for key in r)]
     losses = [r.get("loss", r.get("total")) for r in steps]

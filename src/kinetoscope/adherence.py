@@ -20,9 +20,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import torch
-
-from kinetoscope.models.vae import decode_video, encode_video
+from kinetoscope.evaluation import reconstruct
 from kinetoscope.pipeline import GenerationConfig, ModelIndex, Pipeline
 from kinetoscope.training.buckets import ASPECTS, check_aspect
 from kinetoscope.training.vae_data import HELD_OUT_SEED_START
@@ -109,9 +107,7 @@ def judge_case(
         plan = pipeline.plan(request)
         shape = plan.bucket
         frames = render(case.scene, width=shape.width, height=shape.height, fps=plan.fps).frames
-        with torch.no_grad():
-            latents, layout = encode_video(pipeline.vae, frames.to(pipeline.device))
-            frames = decode_video(pipeline.vae, latents, layout)  # (T, H, W, 3) uint8
+        frames = reconstruct(pipeline.vae, frames.to(pipeline.device))  # (T, H, W, 3) uint8
         return judge(frames, plan.fps, case.scene)
     video = pipeline.generate(
         case.prompt, case.seconds, aspect=case.aspect, seed=seed, steps=steps, guidance=guidance
@@ -148,7 +144,9 @@ def judge_cases(
     per_dimension: dict[str, list[float]] = {name: [] for name in (*DIMENSIONS, "overall")}
     physics: list[float] = []
     for done, case in enumerate(cases, start=1):
-        scores = judge_case(pipeline, case, seed, steps, guidance, reference)
+        scores = judge_case(
+            pipeline, case, seed=seed, steps=steps, guidance=guidance, reference=reference
+        )
         for name in DIMENSIONS:
             per_dimension[name].append(scores.dimensions[name])
         per_dimension["overall"].append(scores.overall)

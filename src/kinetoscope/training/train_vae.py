@@ -342,9 +342,10 @@ def train_vae(
     torch.manual_seed(config.seed)
     vae = VideoVAE(VAE_PRESETS[config.model]).to(device)
     kept_statistics = None  # the latent normalisation to export instead of measuring one
-    if config.init is not None:
+    # a resumed run has its weights in the checkpoint; it reads --init only for its statistics
+    if config.init is not None and (state is None or config.decoder_only):
         initial = VideoVAE.from_pretrained(config.init)
-        if state is None:  # (a resumed run has its weights in the checkpoint)
+        if state is None:
             load_initial_weights(vae, initial, ignore=("scaling_factor", "shift_factor"))
         if config.decoder_only:
             kept_statistics = (initial.config.shift_factor, initial.config.scaling_factor)
