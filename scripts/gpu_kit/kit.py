@@ -272,12 +272,9 @@ def caption_texts(seeds: Iterable[int]) -> list[str]:
 def policy_sentences() -> list[str]:
     """The prompt policy's example sentences, which it embeds with the text encoder whenever
     the pipeline checks a prompt (the trainer's evaluation does)."""
-    from importlib import resources
+    from kinetoscope.safety.policy import example_sentences
 
-    data = json.loads(
-        resources.files("kinetoscope.safety").joinpath("data", "exemplars.json").read_text()
-    )
-    return [text for texts in data["categories"].values() for text in texts] + data["benign"]
+    return [sentence for sentence, _ in example_sentences()]
 
 
 def check_text_encoder(device: str, scenes: int) -> str | None:

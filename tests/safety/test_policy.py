@@ -26,6 +26,7 @@ from kinetoscope.safety.policy import (
     ALWAYS_REFUSED,
     DISABLE_ENV,
     SETTINGS_ENV,
+    example_sentences,
     load_public_figures,
 )
 from kinetoscope.world.captions import caption
@@ -128,6 +129,18 @@ def test_paraphrases_are_caught_by_meaning_not_words(policy, rules_only):
     ]
     assert len(caught) >= 0.6 * len(paraphrases)
     assert all("similarity" in decision.reason for decision in caught)
+
+
+def test_example_sentences_cover_every_category_and_are_refused_as_their_own(policy):
+    """Each category's examples, embedded, are their own nearest meaning: the policy refuses
+    them for that category; the benign examples (owner -1) pass."""
+    examples = example_sentences()
+    owners = {owner for _, owner in examples}
+    assert owners == {-1, *range(len(CATEGORIES))}
+    decisions = policy.check_many([sentence for sentence, _ in examples])
+    for (sentence, owner), decision in zip(examples, decisions, strict=True):
+        expected = None if owner < 0 else CATEGORIES[owner]
+        assert decision.category == expected, sentence
 
 
 def test_no_allowed_prompt_is_refused_by_the_rules(rules_only):

@@ -82,6 +82,7 @@ __all__ = [
     "PublicFigure",
     "SentenceEncoder",
     "default_policy",
+    "example_sentences",
     "load_public_figures",
 ]
 
@@ -578,19 +579,25 @@ def _meanings_for(encoder: SentenceEncoder) -> _Meanings:
         return _shared_meanings[encoder]
 
 
+def example_sentences() -> list[tuple[str, int]]:
+    """The policy's example sentences, each with the index of its category in `CATEGORIES`
+    (-1 for the benign ones); the policy embeds them with the text encoder when it first checks
+    a prompt's meaning."""
+    data = _load_json("exemplars.json")
+    examples = [
+        (sentence, index)
+        for index, category in enumerate(CATEGORIES)
+        for sentence in data["categories"][category]
+    ]
+    return examples + [(sentence, -1) for sentence in data["benign"]]
+
+
 def _embed_meanings(encoder: SentenceEncoder) -> _Meanings:
     data = _load_json("exemplars.json")
-    sentences: list[str] = []
-    owner: list[int] = []
-    for index, category in enumerate(CATEGORIES):
-        examples = data["categories"][category]
-        sentences += examples
-        owner += [index] * len(examples)
-    sentences += data["benign"]
-    owner += [-1] * len(data["benign"])
+    examples = example_sentences()
     return _Meanings(
-        exemplars=_encode(encoder, sentences),  # (E, 384)
-        owner=torch.tensor(owner),
+        exemplars=_encode(encoder, [sentence for sentence, _ in examples]),  # (E, 384)
+        owner=torch.tensor([owner for _, owner in examples]),
         thresholds=torch.tensor([float(data["thresholds"][c]) for c in CATEGORIES]),
         margin=float(data["margin"]),
     )
