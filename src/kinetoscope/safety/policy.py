@@ -583,7 +583,11 @@ def example_sentences() -> list[tuple[str, int]]:
     """The policy's example sentences, each with the index of its category in `CATEGORIES`
     (-1 for the benign ones); the policy embeds them with the text encoder when it first checks
     a prompt's meaning."""
-    data = _load_json("exemplars.json")
+    return _examples(_load_json("exemplars.json"))
+
+
+def _examples(data: dict[str, Any]) -> list[tuple[str, int]]:
+    """`example_sentences` from the loaded ``exemplars.json``."""
     examples = [
         (sentence, index)
         for index, category in enumerate(CATEGORIES)
@@ -593,8 +597,8 @@ def example_sentences() -> list[tuple[str, int]]:
 
 
 def _embed_meanings(encoder: SentenceEncoder) -> _Meanings:
-    data = _load_json("exemplars.json")
-    examples = example_sentences()
+    data = _load_json("exemplars.json")  # read once: the examples, thresholds and margin
+    examples = _examples(data)
     return _Meanings(
         exemplars=_encode(encoder, [sentence for sentence, _ in examples]),  # (E, 384)
         owner=torch.tensor([owner for _, owner in examples]),
