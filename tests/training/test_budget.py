@@ -16,7 +16,7 @@ from kinetoscope.training.budget import PACE_STEPS, SETTLE_STEPS, TimeBudget
 from kinetoscope.training.checkpoint import load_checkpoint
 from kinetoscope.training.metrics import read_metrics
 from kinetoscope.training.train_dit import TRAIN_PRESETS as DIT_TRAIN_PRESETS
-from kinetoscope.training.train_dit import train_dit
+from kinetoscope.training.train_dit import init_trained_steps, train_dit
 from kinetoscope.training.train_vae import TRAIN_PRESETS as VAE_TRAIN_PRESETS
 from kinetoscope.training.train_vae import train_vae
 
@@ -141,6 +141,10 @@ def test_a_dit_run_starts_from_a_pipeline_and_fits_its_minutes(vae_folder, tmp_p
     )
     result = train_dit(config, tmp_path / "second")
     assert result.finished and SETTLE_STEPS + PACE_STEPS <= result.step < 10_000
+    # the continued model counts the steps of the one it started from
+    index = json.loads((tmp_path / "second" / "model_index.json").read_text())
+    assert index["trained_steps"] == 2 + result.step
+    assert init_trained_steps(str(tmp_path / "first" / "transformer")) == 0  # no index there
     trained = DiffusionTransformer.from_pretrained(tmp_path / "second" / "transformer")
     for name, tensor in start.state_dict().items():
         torch.testing.assert_close(trained.state_dict()[name], tensor, atol=1e-6, rtol=0)

@@ -58,7 +58,7 @@ from kinetoscope.models.dit import DIT_PRESETS, DiffusionTransformer
 from kinetoscope.models.pretrained import MAX_SHARD_BYTES
 from kinetoscope.models.text import TextEncoder
 from kinetoscope.models.vae import VideoVAE
-from kinetoscope.pipeline import INDEX_FILE, ModelIndex, Pipeline
+from kinetoscope.pipeline import INDEX_FILE, ModelIndex, Pipeline, read_model_index
 from kinetoscope.training.buckets import check_aspect
 from kinetoscope.training.budget import (
     TimeBudget,
@@ -340,6 +340,16 @@ def init_folder(init: str) -> Path:
     ``transformer/`` (a folder with a model index, such as the shipped default)."""
     folder = Path(init)
     return folder / TRANSFORMER_FOLDER if (folder / INDEX_FILE).is_file() else folder
+
+
+def init_trained_steps(init: str | None) -> int:
+    """The steps already behind ``--init``: its model index's ``trained_steps``, so that a
+    continued model counts all of its training. 0 for a fresh start or a bare transformer
+    folder (no index records its steps)."""
+    if init is None or not (Path(init) / INDEX_FILE).is_file():
+        return 0
+    steps = read_model_index(init).extra.get("trained_steps", 0)
+    return steps if isinstance(steps, int) and steps >= 0 else 0
 
 
 # ---- pieces of the loop ----------------------------------------------------------------------
@@ -780,7 +790,8 @@ def train_dit(
             return TrainResult(step, False, terms, None, scores)
         weights = full_weights(model, ema)
         if context.is_main:
-            extra = {"trained_steps": step, "dit_preset": config.model, **scores}
+            trained = init_trained_steps(config.init) + step
+            extra = {"trained_steps": trained, "dit_preset": config.model, **scores}
             export_pipeline(config, weights, out, extra)
         return TrainResult(step, True, terms, out, scores)
     finally:
