@@ -1,4 +1,4 @@
-"""The creative tools measured on the shipped model: seams, loops, end frames, remix, and the
+"""The creative tools measured on the shipped model: seams, loops, joins, remix, and the
 time to extend a clip to 60 s. Prints a Markdown report for docs/benchmarks.md.
 
     python benchmarks/tools.py [--cases 4] [--extend-to 60] [--steps N]
@@ -72,7 +72,8 @@ def measure(pipeline: Pipeline, cases: int, extend_to: float, steps: int | None)
     fps = pipeline.index.fps
     window = 1 + round(pipeline.index.max_seconds * fps) // GROUP
     rows = {"loop wrap / median": [], "extension seam / median (max)": [], "animate": []}
-    rows |= {"connect first": [], "connect last": [], "remix s=0": [], "remix s=1 judge": []}
+    rows |= {"connect a's end / median": [], "connect b's start / median": []}
+    rows |= {"remix s=0": [], "remix s=1 judge": []}
     lines = []
     for case in prompt_cases(cases, aspects=("1:1",), durations=(2.0,)):
         base = pipeline.generate(case.prompt, 2.0, seed=case.seed, **options).video
@@ -88,8 +89,12 @@ def measure(pipeline: Pipeline, cases: int, extend_to: float, steps: int | None)
         rows["animate"].append(psnr_frames(seen[0], animated.frames[0]))
         other = pipeline.generate(case.prompt, 2.0, seed=case.seed + 1, **options).video
         bridge = pipeline.connect(base, other, case.prompt, 1.0, rights_attested=True, **options)
-        rows["connect first"].append(psnr_frames(bridge.frames[0], base.frames[-1]))
-        rows["connect last"].append(psnr_frames(bridge.frames[-1], other.frames[0]))
+        # the joins: from a's real last frame into the transition, and from the transition
+        # into b's real first frame (the transition's own ends are those frames)
+        spliced = torch.cat([base.frames[-1:], bridge.frames[1:-1], other.frames[:1]])
+        joins = seam_ratios(spliced, [1, spliced.shape[0] - 1])
+        rows["connect a's end / median"].append(joins[0])
+        rows["connect b's start / median"].append(joins[1])
         kept = pipeline.remix(base, case.prompt, 0.0, rights_attested=True, **options).frames
         rows["remix s=0"].append(psnr_frames(kept, base.frames))
         new_case = prompt_cases(cases + 1, aspects=("1:1",), durations=(2.0,))[-1]

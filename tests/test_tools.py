@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from kinetoscope.cli import main
+from kinetoscope.creative import pull_to_known
 from kinetoscope.inputs import InputAdjustedWarning, InputError
 from kinetoscope.io.video import Video, read_video, write_video
 from kinetoscope.models.dit import DIT_PRESETS, DiffusionTransformer
@@ -103,6 +104,20 @@ def test_extend_forward_keeps_the_video_and_adds_the_seconds(pipeline, clip):
     assert _steps(seen) == list(range(1, len(seen) + 1)) and seen[-1][0] == seen[-1][1] > 2
 
 
+def test_pulling_to_a_known_frame_fixes_the_picture_and_fades_out():
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (10, 4, 4, 3), generator=generator, dtype=torch.uint8)
+    known = torch.randint(0, 256, (4, 4, 3), generator=generator, dtype=torch.uint8)
+    pulled = pull_to_known(frames, known, reach=3)
+    assert pulled.dtype == torch.uint8 and torch.equal(pulled[0], known)
+    assert torch.equal(pulled[4:], frames[4:])  # nothing from reach + 1 frames on
+    # halfway, the frame moves half of the picture's error (before rounding and clipping)
+    halfway = frames[2].float() + 0.5 * (known.float() - frames[0].float())
+    assert torch.equal(pulled[2], halfway.round().clamp(0, 255).to(torch.uint8))
+    backwards = pull_to_known(frames, known, at_end=True, reach=3)
+    assert torch.equal(backwards[-1], known) and torch.equal(backwards[:-4], frames[:-4])
+
+
 def test_extend_backward_ends_with_the_video(pipeline, clip):
     result = pipeline.extend(clip, PROMPT, 1.5, direction="backward", rights_attested=True)
     assert result.frames.shape[0] == 17 + 24
@@ -143,9 +158,13 @@ def test_connect_spans_the_gap_with_both_ends(pipeline, clip):
     other = pipeline.generate("A blue square slides.", 1.0, aspect="1:1", seed=9).video
     result = pipeline.connect(clip, other, "", 1.0, rights_attested=True)
     assert result.frames.shape[0] == 4 * 4 + 2  # 1 s: 4 latent groups, plus both ends
+    # both ends are the real frames, not the model's pictures of them
+    assert torch.equal(result.frames[0], clip.frames[-1])
+    assert torch.equal(result.frames[-1], other.frames[0])
     longer = pipeline.connect(clip, other, "", 6.0, rights_attested=True)  # > one window
     assert longer.frames.shape[0] == 4 * 24 + 2
     assert torch.equal(longer.frames[0], clip.frames[-1])
+    assert torch.equal(longer.frames[-1], other.frames[0])
 
 
 def test_loop_from_a_prompt_and_from_a_video(pipeline, clip):

@@ -15,6 +15,12 @@ transformer sees known frames the way it saw them in training:
 starts with its first frame repeated, ``[f0, f0, f1, ...]``: that clip's latent frame 0 (f0
 alone) is dropped and its groups, which begin exactly at f0, are what is known.
 
+Every join with a real frame is matched: a window decodes its known frames too, and the model's
+picture of the real frame next to the new ones differs from it by the VAE's round-trip error,
+a jump larger than the model's own frame-to-frame change. `pull_to_known` shifts the new
+frames by that error, fully at the picture and fading out over `SEAM_REACH` frames, so the
+join changes no more than the model's frames do and the real frames stay as they are.
+
 `Composer` runs these moves for one request: one prompt embedding per prompt, one seed
 stream (window i draws its noise from ``seed + i``), and one progress count over every
 sampling step of the request. A dry run (``dry=True``) does the same arithmetic without any
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 
 GROUP = 4  # pixel frames per latent frame after the first
 CONTEXT_GROUPS = 2  # known latent groups carried into each new window (8 frames, 0.5 s)
+SEAM_REACH = 2 * GROUP  # frames over which a join's correction fades out (0.5 s)
 
 
 def frames_for(latent_frames: int) -> int:
@@ -53,6 +60,22 @@ def pad_to_clip(frames: Tensor, count: int) -> Tensor:
         return frames[:count]
     last = frames[-1:].expand(count - frames.shape[0], -1, -1, -1)  # (extra, H, W, 3)
     return torch.cat([frames, last])  # (count, H, W, 3)
+
+
+def pull_to_known(
+    frames: Tensor, known: Tensor, at_end: bool = False, reach: int = SEAM_REACH
+) -> Tensor:
+    """``frames`` (N, H, W, 3) uint8, whose first frame (last if ``at_end``) is the model's
+    picture of the real frame ``known`` (H, W, 3), shifted towards ``known`` by that picture's
+    error: the picture becomes ``known`` and the correction falls linearly to nothing
+    ``reach + 1`` frames from it. Returns (N, H, W, 3) uint8."""
+    distance = torch.arange(frames.shape[0], dtype=torch.float32)  # from the picture
+    if at_end:
+        distance = distance.flip(0)
+    weight = (1 - distance / (reach + 1)).clamp_min(0)  # (N,)
+    error = known.float() - frames[-1 if at_end else 0].float()  # (H, W, 3)
+    pulled = frames.float() + weight[:, None, None, None] * error
+    return pulled.round().clamp(0, 255).to(torch.uint8)
 
 
 @dataclass
@@ -102,7 +125,8 @@ class Composer:
             known = self._encode(context)  # (1, C, 1 + m, h, w)
             latents = self._sample(prompt, [(0, known)], 1 + groups_known + groups)
             made = self._decode(latents)  # (1 + 4(m + g), H, W, 3)
-            out = torch.cat([out, made[context.shape[0] :]])
+            joined = pull_to_known(made[context.shape[0] - 1 :], out[-1])  # from out[-1]'s picture
+            out = torch.cat([out, joined[1:]])
         return out[: frames.shape[0] + new_frames]
 
     def backward(self, frames: Tensor, new_frames: int, prompt: str) -> Tensor:
@@ -114,7 +138,9 @@ class Composer:
             groups = min(self.window - 1 - head.shape[2], math.ceil((missing - 1) / GROUP))
             latents = self._sample(prompt, [(1 + groups, head)], 1 + groups + head.shape[2])
             made = self._decode(latents)  # frames 0 .. 4g come before out[0]
-            out = torch.cat([made[: frames_for(1 + groups)], out])
+            new = frames_for(1 + groups)  # made[new] pictures out[0]
+            joined = pull_to_known(made[: new + 1], out[0], at_end=True)
+            out = torch.cat([joined[:-1], out])
         return out[out.shape[0] - frames.shape[0] - new_frames :]
 
     def bridge(self, a: Tensor, b: Tensor, groups: int, prompt: str) -> Tensor:
@@ -135,7 +161,11 @@ class Composer:
         )
         made = self._decode(latents)
         first = context.shape[0] - 1  # the frame that pictures a's last one
-        return torch.cat([start[:-1], made[first : first + GROUP * groups + 2]])
+        span = made[first : first + GROUP * groups + 2]  # (4g + 2, H, W, 3): a[-1] .. b[0]
+        reach = min(SEAM_REACH, span.shape[0] - 2)  # each end's correction stops short of the other
+        span = pull_to_known(span, context[-1], reach=reach)
+        span = pull_to_known(span, b[0], at_end=True, reach=reach)
+        return torch.cat([start[:-1], span])
 
     def regenerate(
         self, sources: list[Tensor], weights: Tensor, strength: float, prompt: str
@@ -156,7 +186,10 @@ class Composer:
             known = [(0, mixed[:, :, : 1 + groups_known])] if context.shape[0] else []
             latents = self._sample(prompt, known, latent_frames, init=mixed, strength=strength)
             made = self._decode(latents)  # (1 + 4(t - 1), H, W, 3)
-            out = torch.cat([out, made[context.shape[0] : context.shape[0] + new]])
+            kept = made[context.shape[0] : context.shape[0] + new]
+            if context.shape[0]:  # join the output so far at its last frame
+                kept = pull_to_known(made[context.shape[0] - 1 :], out[-1])[1 : 1 + new]
+            out = torch.cat([out, kept])
         return out
 
     def _mix(
