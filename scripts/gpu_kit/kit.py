@@ -8,7 +8,8 @@
     python3 scripts/gpu_kit/kit.py bench-add OUT/benchmarks.json NAME --json F --stdout F --rc N
 
 Only the standard library at the top: ``install`` and ``plan`` run before anything else is
-importable. ``check`` and ``summary`` import kinetoscope (from PYTHONPATH).
+importable. ``check`` and ``summary`` import kinetoscope (from PYTHONPATH), and so does
+``policy_sentences``, which only build.py calls, in the project's own environment.
 """
 
 from __future__ import annotations
