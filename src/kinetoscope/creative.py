@@ -78,6 +78,13 @@ def pull_to_known(
     return pulled.round().clamp(0, 255).to(torch.uint8)
 
 
+def frames_after(made: Tensor, known: int, last_known: Tensor) -> Tensor:
+    """A window's new frames: ``made`` (N, H, W, 3) past its first ``known`` frames, the last
+    of which pictures the real frame ``last_known`` (H, W, 3), joined to it by
+    `pull_to_known`. Returns (N - known, H, W, 3)."""
+    return pull_to_known(made[known - 1 :], last_known)[1:]
+
+
 @dataclass
 class Composer:
     """The moves of one request; see the module docstring."""
@@ -125,8 +132,7 @@ class Composer:
             known = self._encode(context)  # (1, C, 1 + m, h, w)
             latents = self._sample(prompt, [(0, known)], 1 + groups_known + groups)
             made = self._decode(latents)  # (1 + 4(m + g), H, W, 3)
-            joined = pull_to_known(made[context.shape[0] - 1 :], out[-1])  # from out[-1]'s picture
-            out = torch.cat([out, joined[1:]])
+            out = torch.cat([out, frames_after(made, context.shape[0], out[-1])])
         return out[: frames.shape[0] + new_frames]
 
     def backward(self, frames: Tensor, new_frames: int, prompt: str) -> Tensor:
@@ -186,10 +192,8 @@ class Composer:
             known = [(0, mixed[:, :, : 1 + groups_known])] if context.shape[0] else []
             latents = self._sample(prompt, known, latent_frames, init=mixed, strength=strength)
             made = self._decode(latents)  # (1 + 4(t - 1), H, W, 3)
-            kept = made[context.shape[0] : context.shape[0] + new]
-            if context.shape[0]:  # join the output so far at its last frame
-                kept = pull_to_known(made[context.shape[0] - 1 :], out[-1])[1 : 1 + new]
-            out = torch.cat([out, kept])
+            fresh = frames_after(made, context.shape[0], out[-1]) if context.shape[0] else made
+            out = torch.cat([out, fresh[:new]])
         return out
 
     def _mix(
