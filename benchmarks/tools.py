@@ -1,11 +1,14 @@
 """The creative tools measured on the shipped model: seams, loops, joins, remix, and the
 time to extend a clip to 60 s. Prints a Markdown report for docs/benchmarks.md.
 
-    python benchmarks/tools.py [--cases 4] [--extend-to 60] [--steps N]
+    python benchmarks/tools.py [--cases 4] [--extend-to 60] [--steps N] [--model DIR]
+    python benchmarks/tools.py --cases 12 --long-cases 8 --long-to 16   # + a multi-prompt check
 
 Seam and loop numbers use the mean absolute difference (0-255) between consecutive frames:
 a seam or a loop's wrap passes when its difference is within 1.5x the median consecutive
-difference of the same video.
+difference of the same video. Long extensions are judged for temporal consistency on each 4 s
+window: one long prompt by default, and with --long-cases N also N 2 s clips extended to
+--long-to seconds, each prompt scored by its windows' mean.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import datetime
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -22,7 +26,7 @@ from kinetoscope.adherence import prompt_cases
 from kinetoscope.creative import CONTEXT_GROUPS, GROUP, frames_for
 from kinetoscope.evaluation import psnr
 from kinetoscope.io.video import Video
-from kinetoscope.pipeline import Pipeline, load_default
+from kinetoscope.pipeline import Pipeline
 from kinetoscope.world.judge import judge
 
 RATIO = 1.5
@@ -67,8 +71,7 @@ def psnr_frames(a: torch.Tensor, b: torch.Tensor) -> float:
     return psnr(a[None] if a.ndim == 3 else a, b[None] if b.ndim == 3 else b)
 
 
-def measure(pipeline: Pipeline, cases: int, extend_to: float, steps: int | None) -> str:
-    options = {"aspect": "1:1"} | ({"steps": steps} if steps else {})
+def measure(pipeline: Pipeline, cases: int, extend_to: float, options: dict) -> str:
     fps = pipeline.index.fps
     window = 1 + round(pipeline.index.max_seconds * fps) // GROUP
     rows = {"loop wrap / median": [], "extension seam / median (max)": [], "animate": []}
@@ -110,6 +113,37 @@ def measure(pipeline: Pipeline, cases: int, extend_to: float, steps: int | None)
     return "\n".join(lines)
 
 
+def window_consistency(frames: torch.Tensor, fps: float, scene) -> list[float]:
+    """The judge's temporal consistency on each 4 s window (65 frames, sharing end frames)."""
+    span = frames_for(1 + 4 * GROUP)
+    return [
+        judge(frames[start : start + span], fps, scene).to_dict()["temporal_consistency"]
+        for start in range(0, frames.shape[0] - span + 1, span - 1)
+    ]
+
+
+def long_consistency(pipeline: Pipeline, cases: int, seconds: float, options: dict) -> str:
+    """Extend ``cases`` 2 s clips to ``seconds``: per prompt, the mean of its windows'
+    temporal consistency, and how many windows the judge found no object in (0)."""
+    fps = pipeline.index.fps
+    means, windows, zeros = [], 0, 0
+    for case in prompt_cases(cases, aspects=("1:1",), durations=(2.0,)):
+        base = pipeline.generate(case.prompt, 2.0, seed=case.seed, **options).video
+        longer = pipeline.extend(
+            base, case.prompt, seconds - base.seconds, rights_attested=True, **options
+        )
+        scores = window_consistency(longer.frames, fps, case.scene)
+        means.append(statistics.mean(scores))
+        windows += len(scores)
+        zeros += sum(score == 0 for score in scores)
+    shown = ", ".join(f"{m:.3f}" for m in means)
+    return (
+        f"Extension of {cases} 2 s clips to {seconds:g} s: judge temporal consistency per "
+        f"4 s window, each prompt's mean: mean {statistics.mean(means):.3f}, median "
+        f"{statistics.median(means):.3f} ({shown}); {zeros} of {windows} windows at 0."
+    )
+
+
 def long_extension(pipeline: Pipeline, extend_to: float, options: dict) -> str:
     """Extend the model's longest native clip to ``extend_to`` seconds: time, seams and the
     judge's temporal consistency on each 4 s window."""
@@ -125,11 +159,7 @@ def long_extension(pipeline: Pipeline, extend_to: float, options: dict) -> str:
     frames = result.frames
     window = 1 + round(pipeline.index.max_seconds * fps) // GROUP
     seams = seam_ratios(frames, extension_seams(base.num_frames, frames.shape[0], window))
-    span = frames_for(1 + 4 * GROUP)  # 4 s windows of 65 frames
-    consistency = [
-        judge(frames[start : start + span], fps, case.scene).to_dict()["temporal_consistency"]
-        for start in range(0, frames.shape[0] - span + 1, span - 1)
-    ]
+    consistency = window_consistency(frames, fps, case.scene)
     return (
         f"Extension of a {native:g} s clip to {frames.shape[0] / fps:.1f} s "
         f"({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}): {seconds:.0f} s on "
@@ -151,10 +181,19 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=4)
     parser.add_argument("--extend-to", type=float, default=60.0)
     parser.add_argument("--steps", type=int, help="sampling steps (the model's default)")
+    parser.add_argument("--model", type=Path, help="a pipeline folder (default: shipped)")
+    parser.add_argument("--long-cases", type=int, default=0, help="prompts for --long-to")
+    parser.add_argument("--long-to", type=float, default=16.0, help="seconds (default 16)")
     args = parser.parse_args()
-    pipeline = load_default()
+    if args.long_cases and args.long_to <= 2.0:
+        parser.error("--long-to must be longer than the 2 s clips it extends")
+    pipeline = Pipeline.from_pretrained(args.model)
     print(f"Machine: {machine()}; model: {pipeline.index.extra.get('status', 'default')}\n")
-    print(measure(pipeline, args.cases, args.extend_to, args.steps))
+    options = {"aspect": "1:1"} | ({"steps": args.steps} if args.steps else {})
+    print(measure(pipeline, args.cases, args.extend_to, options))
+    if args.long_cases:
+        print()
+        print(long_consistency(pipeline, args.long_cases, args.long_to, options))
 
 
 if __name__ == "__main__":
