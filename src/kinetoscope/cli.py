@@ -614,8 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
 SAMPLING_FLAGS: tuple[tuple[str, str, type, str], ...] = (
     ("--negative", "negative_prompt", str, "what to steer away from"),
     ("--aspect", "aspect", str, "1:1, 16:9 or 9:16 (16:9; for inputs, the closest to theirs)"),
-    ("--size", "size", int, "short side in pixels (the model's: 128)"),
-    ("--fps", "fps", int, "frames per second (the model's: 16)"),
+    ("--size", "size", int, "short side in pixels (the model's own)"),
+    ("--fps", "fps", int, "frames per second (the model's own)"),
     ("--seed", "seed", int, "the same seed, the same video (0)"),
     ("--steps", "steps", int, "sampling steps per window (the model's default)"),
     ("--guidance", "guidance", float, "classifier-free guidance scale (the model's default)"),
@@ -627,12 +627,12 @@ def _add_tools(commands: argparse._SubParsersAction) -> None:
     """generate, animate, extend, remix, connect, loop, blend, storyboard and reproduce."""
     generate = _tool_parser(commands, "generate", "make a video from a text prompt", inputs=False)
     generate.add_argument("prompt", help='what to show, e.g. "A red circle falls and bounces."')
-    generate.add_argument("--seconds", type=float, help="duration (the model's longest: 4)")
+    generate.add_argument("--seconds", type=float, help="seconds (the model's longest clip)")
 
     animate = _tool_parser(commands, "animate", "make a video that starts from an image")
     animate.add_argument("image", type=Path, help="the first frame (png, jpg, ...)")
     animate.add_argument("--prompt", required=True, help="what happens next")
-    animate.add_argument("--seconds", type=float, help="duration (the model's longest: 4)")
+    animate.add_argument("--seconds", type=float, help="seconds (the model's longest clip)")
 
     extend = _tool_parser(commands, "extend", "make a video longer, forwards or backwards")
     extend.add_argument("video", type=Path, help="the video to extend; the output is all of it")
