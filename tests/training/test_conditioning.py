@@ -42,6 +42,29 @@ def test_each_fixed_pattern_knows_the_frames_its_name_says(pattern, count, expec
     assert pattern_mask(pattern, 5, count).tolist() == expected
 
 
+def test_both_ends_knows_a_run_at_each_end():
+    assert pattern_mask("both_ends", 6, 2, 1).tolist() == [T, T, F, F, F, T]
+    assert pattern_mask("both_ends", 6, 1, 3).tolist() == [T, F, F, T, T, T]
+    with pytest.raises(KinetoscopeError, match="1 to 5 in all of 6, got 3 \\+ 3"):
+        pattern_mask("both_ends", 6, 3, 3)
+    with pytest.raises(KinetoscopeError, match="at least one known frame at each end"):
+        pattern_mask("both_ends", 6, 2, 0)
+
+
+def test_drawn_both_ends_masks_are_two_runs_around_a_gap():
+    masks, names = sample_known_mask(_only("both_ends"), 300, 6, torch.Generator().manual_seed(5))
+    assert set(names) == {"both_ends"}
+    shapes = set()
+    for mask in masks.tolist():
+        start = mask.index(False)
+        end = mask[::-1].index(False)
+        assert start >= 1 and end >= 1  # a known run at each end
+        assert not any(mask[start : len(mask) - end])  # and only unknown frames between
+        shapes.add((start, end))
+    # every split with a frame left to generate is drawn: k + j <= 5
+    assert shapes == {(k, j) for k in range(1, 5) for j in range(1, 6 - k)}
+
+
 def test_drawn_patterns_have_their_shape_and_never_know_every_frame():
     generator = torch.Generator().manual_seed(0)
     for frames in (2, 3, 6):
@@ -72,7 +95,17 @@ def test_patterns_that_cannot_leave_a_frame_are_never_drawn():
     masks, names = sample_known_mask(ConditioningConfig(), 300, 1, generator)  # an image
     assert set(names) == {"none"} and not masks.any()
     _, names = sample_known_mask(ConditioningConfig(), 300, 2, generator)
-    assert "first_and_last" not in names and len(set(names)) == len(PATTERNS) - 1
+    assert not {"first_and_last", "both_ends"} & set(names)
+    assert len(set(names)) == len(PATTERNS) - 2
+
+
+def test_a_config_saved_before_a_pattern_existed_reads_it_as_zero():
+    saved = ConditioningConfig().to_dict()
+    del saved["both_ends"]
+    config = ConditioningConfig.from_dict(saved)
+    assert config.both_ends == 0.0
+    assert config.first_and_last == ConditioningConfig().first_and_last
+    assert ConditioningConfig.from_dict(ConditioningConfig().to_dict()) == ConditioningConfig()
 
 
 def test_draws_are_reproducible_from_the_generator():

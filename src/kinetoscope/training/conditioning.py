@@ -10,12 +10,15 @@ which it must generate. Training draws a pattern per sample so that the model le
     last_frame      the last frame: a clip leading up to an image
     last_frames     the last k frames: extending a clip backwards
     first_and_last  frames 0 and t-1: connect two images, and loop (same image at both ends)
+    both_ends       frames [0, k) and the last j: connect two clips, and loop a video
     random_frames   k frames anywhere: keyframes, and robustness to any mask
 
-``k`` is drawn uniformly from 1 .. t-1 (at least one frame is always left to generate), and a
-pattern that cannot leave a frame unknown at this length is never drawn for it (for a one-frame
-clip, an image, only "none" remains; "first_and_last" needs three frames): the remaining
-patterns' probabilities are renormalised. Draws come from the given `torch.Generator` alone,
+``k`` is drawn uniformly from 1 .. t-1 (at least one frame is always left to generate; for
+both_ends k from 1 .. t-2, then j from 1 .. t-1-k), and a pattern that cannot leave a frame
+unknown at this length is never drawn for it (for a one-frame clip, an image, only "none"
+remains; "first_and_last" and "both_ends" need three frames): the remaining patterns'
+probabilities are renormalised. A saved config without a pattern's weight (written before the
+pattern existed) reads it as 0. Draws come from the given `torch.Generator` alone,
 so a training step's masks are a pure function of its seed.
 """
 
@@ -35,6 +38,7 @@ PATTERNS: tuple[str, ...] = (
     "last_frame",
     "last_frames",
     "first_and_last",
+    "both_ends",
     "random_frames",
 )
 # the fewest latent frames at which each pattern still leaves a frame to generate
@@ -45,6 +49,7 @@ MIN_FRAMES: dict[str, int] = {
     "last_frame": 2,
     "last_frames": 2,
     "first_and_last": 3,
+    "both_ends": 3,
     "random_frames": 2,
 }
 
@@ -59,7 +64,8 @@ class ConditioningConfig:
     first_frames: float = 0.1
     last_frame: float = 0.05
     last_frames: float = 0.1
-    first_and_last: float = 0.1
+    first_and_last: float = 0.05
+    both_ends: float = 0.05
     random_frames: float = 0.05
 
     def validate(self) -> ConditioningConfig:
@@ -82,11 +88,18 @@ class ConditioningConfig:
     def to_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, float]) -> ConditioningConfig:
+        """The inverse of `to_dict`; a pattern the dict does not name gets weight 0, so that a
+        config saved before the pattern existed keeps drawing what it drew."""
+        return cls(**({name: 0.0 for name in PATTERNS} | data))
 
-def pattern_mask(pattern: str, latent_frames: int, count: int = 1) -> Tensor:
+
+def pattern_mask(pattern: str, latent_frames: int, count: int = 1, end_count: int = 1) -> Tensor:
     """The known-frame mask (t,) bool of a deterministic pattern: ``count`` is k for
-    first_frames and last_frames and ignored by the others. "random_frames" has no fixed mask:
-    see `sample_known_mask`. Raises KinetoscopeError for a pattern that would know every frame.
+    first_frames, last_frames and both_ends, ``end_count`` is both_ends' j; the others ignore
+    them. "random_frames" has no fixed mask: see `sample_known_mask`. Raises KinetoscopeError
+    for a pattern that would know every frame.
     """
     if pattern not in PATTERNS or pattern == "random_frames":
         fixed = [name for name in PATTERNS if name != "random_frames"]
@@ -100,13 +113,22 @@ def pattern_mask(pattern: str, latent_frames: int, count: int = 1) -> Tensor:
         raise KinetoscopeError(
             f"{pattern} takes 1 to {latent_frames - 1} known frames of {latent_frames}, got {count}"
         )
+    if pattern == "both_ends" and not (
+        count >= 1 and end_count >= 1 and count + end_count < latent_frames
+    ):
+        raise KinetoscopeError(
+            f"both_ends takes at least one known frame at each end and 1 to "
+            f"{latent_frames - 1} in all of {latent_frames}, got {count} + {end_count}"
+        )
     mask = torch.zeros(latent_frames, dtype=torch.bool)  # (t,)
     if pattern in ("first_frame", "first_and_last"):
         mask[0] = True
     if pattern in ("last_frame", "first_and_last"):
         mask[-1] = True
-    if pattern == "first_frames":
+    if pattern in ("first_frames", "both_ends"):
         mask[:count] = True
+    if pattern == "both_ends":
+        mask[latent_frames - end_count :] = True
     if pattern == "last_frames":
         mask[latent_frames - count :] = True
     return mask
@@ -144,6 +166,10 @@ def sample_known_mask(
             order = torch.randperm(latent_frames, generator=generator)  # (t,)
             mask = torch.zeros(latent_frames, dtype=torch.bool)
             mask[order[:count]] = True
+        elif name == "both_ends":
+            start = int(torch.randint(1, latent_frames - 1, (1,), generator=generator))
+            end = int(torch.randint(1, latent_frames - start, (1,), generator=generator))
+            mask = pattern_mask(name, latent_frames, start, end)
         else:
             mask = pattern_mask(name, latent_frames, count)
         masks.append(mask)

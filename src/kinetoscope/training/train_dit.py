@@ -214,7 +214,7 @@ def config_from_dict(data: dict[str, Any]) -> DiTTrainConfig:
     """The inverse of `DiTTrainConfig.to_dict`."""
     data = dict(data)
     data["data"] = DiTDataConfig.from_dict(data["data"])
-    data["conditioning"] = ConditioningConfig(**data["conditioning"])
+    data["conditioning"] = ConditioningConfig.from_dict(data["conditioning"])
     data["evaluation"] = EvaluationConfig(**data["evaluation"])
     data["betas"] = tuple(data["betas"])
     return DiTTrainConfig(**data)
