@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import platform
 import statistics
 import time
@@ -78,7 +79,8 @@ def measure(pipeline: Pipeline, cases: int, extend_to: float, options: dict) -> 
     rows |= {"connect a's end / median": [], "connect b's start / median": []}
     rows |= {"remix s=0": [], "remix s=1 judge": []}
     lines = []
-    for case in prompt_cases(cases, aspects=("1:1",), durations=(2.0,)):
+    drawn = prompt_cases(cases + 1, aspects=("1:1",), durations=(2.0,))
+    for case, new_case in itertools.pairwise(drawn):
         base = pipeline.generate(case.prompt, 2.0, seed=case.seed, **options).video
         loop = pipeline.loop(case.prompt, 3.0, seed=case.seed, **options).frames
         rows["loop wrap / median"].append(wrap_ratio(loop))
@@ -100,7 +102,7 @@ def measure(pipeline: Pipeline, cases: int, extend_to: float, options: dict) -> 
         rows["connect b's start / median"].append(joins[1])
         kept = pipeline.remix(base, case.prompt, 0.0, rights_attested=True, **options).frames
         rows["remix s=0"].append(psnr_frames(kept, base.frames))
-        new_case = prompt_cases(cases + 1, aspects=("1:1",), durations=(2.0,))[-1]
+        # strength 1 keeps only the length: each clip is remixed into the next prompt
         remixed = pipeline.remix(base, new_case.prompt, 1.0, rights_attested=True, **options)
         rows["remix s=1 judge"].append(judge(remixed.frames, fps, new_case.scene).overall)
     lines.append(f"| measure | median over {cases} prompts | all |")
