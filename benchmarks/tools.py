@@ -116,11 +116,15 @@ def measure(pipeline: Pipeline, cases: int, extend_to: float, options: dict) -> 
 
 
 def window_consistency(frames: torch.Tensor, fps: float, scene) -> list[float]:
-    """The judge's temporal consistency on each 4 s window (65 frames, sharing end frames)."""
+    """The judge's temporal consistency on each 4 s window (65 frames, sharing end frames;
+    when they leave the clip's last frames out, one more window ends at the last frame)."""
     span = frames_for(1 + 4 * GROUP)
+    starts = list(range(0, frames.shape[0] - span + 1, span - 1))
+    if starts and starts[-1] + span < frames.shape[0]:
+        starts.append(frames.shape[0] - span)
     return [
         judge(frames[start : start + span], fps, scene).to_dict()["temporal_consistency"]
-        for start in range(0, frames.shape[0] - span + 1, span - 1)
+        for start in starts
     ]
 
 
