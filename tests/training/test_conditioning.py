@@ -45,7 +45,7 @@ def test_each_fixed_pattern_knows_the_frames_its_name_says(pattern, count, expec
 def test_both_ends_knows_a_run_at_each_end():
     assert pattern_mask("both_ends", 6, 2, 1).tolist() == [T, T, F, F, F, T]
     assert pattern_mask("both_ends", 6, 1, 3).tolist() == [T, F, F, T, T, T]
-    with pytest.raises(KinetoscopeError, match="1 to 5 in all of 6, got 3 \\+ 3"):
+    with pytest.raises(KinetoscopeError, match="at most 5 in all of 6, got 3 \\+ 3"):
         pattern_mask("both_ends", 6, 3, 3)
     with pytest.raises(KinetoscopeError, match="at least one known frame at each end"):
         pattern_mask("both_ends", 6, 2, 0)

@@ -117,7 +117,7 @@ def pattern_mask(pattern: str, latent_frames: int, count: int = 1, end_count: in
         count >= 1 and end_count >= 1 and count + end_count < latent_frames
     ):
         raise KinetoscopeError(
-            f"both_ends takes at least one known frame at each end and 1 to "
+            f"both_ends takes at least one known frame at each end and at most "
             f"{latent_frames - 1} in all of {latent_frames}, got {count} + {end_count}"
         )
     mask = torch.zeros(latent_frames, dtype=torch.bool)  # (t,)
