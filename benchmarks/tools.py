@@ -191,10 +191,11 @@ def main() -> None:
     parser.add_argument("--long-cases", type=int, default=0, help="prompts for --long-to")
     parser.add_argument("--long-to", type=float, default=16.0, help="seconds (default 16)")
     args = parser.parse_args()
-    if args.long_cases and args.long_to <= 2.0:
-        parser.error("--long-to must be longer than the 2 s clips it extends")
+    if args.long_cases and args.long_to <= 4.0:
+        parser.error("--long-to must be over 4 s: the judge scores windows of 4 s + 1 frame")
     pipeline = Pipeline.from_pretrained(args.model)
-    print(f"Machine: {machine()}; model: {pipeline.index.extra.get('status', 'default')}\n")
+    status = pipeline.index.extra.get("status", "")
+    print(f"Machine: {machine()}; model: {args.model or 'shipped'} {status}\n")
     options = {"aspect": "1:1"} | ({"steps": args.steps} if args.steps else {})
     print(measure(pipeline, args.cases, args.extend_to, options))
     if args.long_cases:
