@@ -120,17 +120,19 @@ def pattern_mask(pattern: str, latent_frames: int, count: int = 1, end_count: in
             f"both_ends takes at least one known frame at each end and at most "
             f"{latent_frames - 1} in all of {latent_frames}, got {count} + {end_count}"
         )
+    # every fixed pattern is a run of known frames at the start and one at the end
+    head, tail = {
+        "none": (0, 0),
+        "first_frame": (1, 0),
+        "first_frames": (count, 0),
+        "last_frame": (0, 1),
+        "last_frames": (0, count),
+        "first_and_last": (1, 1),
+        "both_ends": (count, end_count),
+    }[pattern]
     mask = torch.zeros(latent_frames, dtype=torch.bool)  # (t,)
-    if pattern in ("first_frame", "first_and_last"):
-        mask[0] = True
-    if pattern in ("last_frame", "first_and_last"):
-        mask[-1] = True
-    if pattern in ("first_frames", "both_ends"):
-        mask[:count] = True
-    if pattern == "both_ends":
-        mask[latent_frames - end_count :] = True
-    if pattern == "last_frames":
-        mask[latent_frames - count :] = True
+    mask[:head] = True
+    mask[latent_frames - tail :] = True
     return mask
 
 
