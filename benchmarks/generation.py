@@ -6,8 +6,9 @@
     python benchmarks/generation.py --reference             # the ceiling the VAE sets
 
 Quality: the first ``--prompts`` cases of the fixed prompt set (`kinetoscope.adherence`),
-generated at each case's aspect and duration with the model's default steps and guidance,
-judged against their scenes; then ``--held-out`` cases with held-out combinations, reported
+generated at each case's aspect and duration with the model's default steps and guidance
+(or ``--steps`` / ``--guidance`` / ``--sampler``, to compare sampling settings), judged
+against their scenes; then ``--held-out`` cases with held-out combinations, reported
 separately. ``--reference`` judges the sets' own scenes instead, rendered at the shapes the
 model generates and passed through its VAE: the judge's ceiling for this model, since every
 generated clip is decoded by that VAE.
@@ -35,7 +36,7 @@ from kinetoscope.adherence import (
     native_durations,
     prompt_cases,
 )
-from kinetoscope.pipeline import Pipeline, load_default
+from kinetoscope.pipeline import SAMPLERS, Pipeline, load_default
 from kinetoscope.world.judge import DIMENSIONS
 
 COLUMNS = ("overall", *DIMENSIONS, "gravity_bounce")
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=200)
     parser.add_argument("--held-out", type=int, default=50)
     parser.add_argument("--steps", type=int, help="sampling steps (the model's default)")
+    parser.add_argument("--guidance", type=float, help="guidance scale (the model's default)")
+    parser.add_argument("--sampler", default="euler", choices=sorted(SAMPLERS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     parser.add_argument("--speed-only", action="store_true")
@@ -103,6 +106,14 @@ def main() -> None:
         f"(min {min(times):.1f}, max {max(times):.1f}, {len(times)} runs)\n"
     )
     if not args.speed_only:
+        sampling = {
+            "steps": args.steps or index.steps,
+            "guidance": index.guidance if args.guidance is None else args.guidance,
+            "sampler": args.sampler,
+        }
+        if not args.reference:  # the reference rows sample nothing
+            print("sampling: {steps} steps, guidance {guidance:g}, {sampler}".format(**sampling))
+            results["sampling"] = sampling
         reports = {}
         suffix = ", its scenes through the VAE" if args.reference else ""
         for name, count, held_out in (
@@ -114,7 +125,14 @@ def main() -> None:
             began = time.perf_counter()
             # durations the model makes in one go (1-4 s for the default recipe)
             cases = prompt_cases(count, held_out=held_out, durations=native_durations(index))
-            reports[name] = judge_cases(pipeline, cases, steps=args.steps, reference=args.reference)
+            reports[name] = judge_cases(
+                pipeline,
+                cases,
+                steps=args.steps,
+                guidance=args.guidance,
+                reference=args.reference,
+                sampler=args.sampler,
+            )
             print(f"{name}: {count} clips in {time.perf_counter() - began:.0f} s")
         print()
         print(table(reports))

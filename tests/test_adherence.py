@@ -13,7 +13,7 @@ from kinetoscope.adherence import (
 )
 from kinetoscope.models.dit import DIT_PRESETS, DiffusionTransformer
 from kinetoscope.models.vae import VAE_PRESETS, VideoVAE
-from kinetoscope.pipeline import ModelIndex, Pipeline, load_default
+from kinetoscope.pipeline import GenerationError, ModelIndex, Pipeline, load_default
 from kinetoscope.training.vae_data import HELD_OUT_SEED_START
 from kinetoscope.world.judge import DIMENSIONS, Scores
 from kinetoscope.world.sampler import is_held_out
@@ -65,6 +65,20 @@ def test_judge_cases_reports_every_dimension():
     assert all(0.0 <= value <= 1.0 for value in report.means.values())
     # an untrained model draws no objects: the count target is far out of reach
     assert report.meets()["object_count"] is False
+
+
+def test_judge_cases_samples_with_the_settings_given():
+    pipeline = Pipeline(
+        VideoVAE(VAE_PRESETS["tiny"]),
+        DiffusionTransformer(DIT_PRESETS["tiny"]),
+        ModelIndex(short_side=64, steps=1, guidance=1.0),
+    )
+    cases = prompt_cases(1)
+    with pytest.raises(GenerationError, match="unknown sampler 'midpoint'"):
+        judge_cases(pipeline, cases, sampler="midpoint")
+    with pytest.raises(GenerationError, match="guidance"):
+        judge_cases(pipeline, cases, guidance=-1.0)
+    assert judge_cases(pipeline, cases, steps=2, guidance=2.0, sampler="heun").cases == 1
 
 
 def test_native_durations_follow_the_model():

@@ -96,6 +96,7 @@ def judge_case(
     steps: int | None = None,
     guidance: float | None = None,
     reference: bool = False,
+    sampler: str = "euler",
 ) -> Scores:
     """Generate the case's caption at its shape and judge the clip against its scene.
 
@@ -110,7 +111,13 @@ def judge_case(
         frames = reconstruct(pipeline.vae, frames.to(pipeline.device))  # (T, H, W, 3) uint8
         return judge(frames, plan.fps, case.scene)
     video = pipeline.generate(
-        case.prompt, case.seconds, aspect=case.aspect, seed=seed, steps=steps, guidance=guidance
+        case.prompt,
+        case.seconds,
+        aspect=case.aspect,
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        sampler=sampler,
     ).video
     return judge(video.frames, video.fps, case.scene)
 
@@ -139,13 +146,20 @@ def judge_cases(
     guidance: float | None = None,
     progress: Callable[[int], None] | None = None,
     reference: bool = False,
+    sampler: str = "euler",
 ) -> AdherenceReport:
     """Judge every case (``reference``: as `judge_case`); ``progress(done)`` after each."""
     per_dimension: dict[str, list[float]] = {name: [] for name in (*DIMENSIONS, "overall")}
     physics: list[float] = []
     for done, case in enumerate(cases, start=1):
         scores = judge_case(
-            pipeline, case, seed=seed, steps=steps, guidance=guidance, reference=reference
+            pipeline,
+            case,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            reference=reference,
+            sampler=sampler,
         )
         for name in DIMENSIONS:
             per_dimension[name].append(scores.dimensions[name])
