@@ -7,8 +7,8 @@ sessions; Alembic `migrations/` run at start), `schemas` (the API's pydantic mod
 and turned into a tool call), `storage` (files under the data folder), `queue` (huey),
 `worker` (the process that loads the model once and runs jobs), `errors` (refusals with their
 HTTP status), `deps` (what routes depend on: parts, session, caller), `routes/` (the REST
-API), `app` (the FastAPI application, `serve`) and `web/` (the browser UI: static files, no
-build step).
+API), `app` (the FastAPI application, `serve`), `cli` (the `serve`, `worker` and `users`
+commands) and `web/` (the browser UI: static files, no build step).
 
 Needs the ``studio`` extra: ``pip install 'kinetoscope[studio]'``. See docs/studio.md.
 """
