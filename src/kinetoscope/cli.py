@@ -583,9 +583,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kinetoscope {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="render a physics-world clip and judge it")
+    demo = commands.add_parser(
+        "demo",
+        help="generate a clip from a physics-world caption and judge it",
+        description="Generate the caption of a physics-world scene with the shipped model and "
+        "judge the clip against that scene (without a shipped model, render the scene).",
+    )
     demo.add_argument("--out", type=Path, default=Path("demo"), help="output folder (demo/)")
-    demo.add_argument("--seed", type=int, default=3, help="which scene to render (3)")
+    demo.add_argument("--seed", type=int, default=3, help="which evaluation scene (3)")
     demo.set_defaults(handler=lambda a: run_demo(DemoOptions(out=a.out, seed=a.seed)))
 
     _add_tools(commands)
