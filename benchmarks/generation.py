@@ -6,12 +6,12 @@
     python benchmarks/generation.py --reference             # the ceiling the VAE sets
 
 Quality: the first ``--prompts`` cases of the fixed prompt set (`kinetoscope.adherence`),
-generated at each case's aspect and duration with the model's default steps and guidance
-(or ``--steps`` / ``--guidance`` / ``--sampler``, to compare sampling settings), judged
-against their scenes; then ``--held-out`` cases with held-out combinations, reported
-separately. ``--reference`` judges the sets' own scenes instead, rendered at the shapes the
-model generates and passed through its VAE: the judge's ceiling for this model, since every
-generated clip is decoded by that VAE.
+generated at each case's aspect and duration with the model's default steps and guidance and
+noise seed 0 (or ``--steps`` / ``--guidance`` / ``--sampler`` / ``--seed``, to compare
+sampling settings), judged against their scenes; then ``--held-out`` cases with held-out
+combinations, reported separately. ``--reference`` judges the sets' own scenes instead,
+rendered at the shapes the model generates and passed through its VAE: the judge's ceiling
+for this model, since every generated clip is decoded by that VAE.
 Speed: the model's longest clip (4 s) at its short side, 1:1 (the issue's "4 s 128x128"),
 default settings, median of ``--repeats`` runs after a warm-up, on the CPU threads given.
 Prints markdown for docs/benchmarks.md; ``--json PATH`` also writes the numbers.
@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="sampling steps (the model's default)")
     parser.add_argument("--guidance", type=float, help="guidance scale (the model's default)")
     parser.add_argument("--sampler", default="euler", choices=sorted(SAMPLERS))
+    parser.add_argument("--seed", type=int, default=0, help="noise seed of every clip (0)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     parser.add_argument("--speed-only", action="store_true")
@@ -110,9 +111,14 @@ def main() -> None:
             "steps": args.steps or index.steps,
             "guidance": index.guidance if args.guidance is None else args.guidance,
             "sampler": args.sampler,
+            "seed": args.seed,
         }
         if not args.reference:  # the reference rows sample nothing
-            print("sampling: {steps} steps, guidance {guidance:g}, {sampler}".format(**sampling))
+            print(
+                "sampling: {steps} steps, guidance {guidance:g}, {sampler}, seed {seed}".format(
+                    **sampling
+                )
+            )
             results["sampling"] = sampling
         reports = {}
         suffix = ", its scenes through the VAE" if args.reference else ""
@@ -128,6 +134,7 @@ def main() -> None:
             reports[name] = judge_cases(
                 pipeline,
                 cases,
+                seed=args.seed,
                 steps=args.steps,
                 guidance=args.guidance,
                 reference=args.reference,
