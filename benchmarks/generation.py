@@ -107,18 +107,17 @@ def main() -> None:
         f"(min {min(times):.1f}, max {max(times):.1f}, {len(times)} runs)\n"
     )
     if not args.speed_only:
-        sampling = {
-            "steps": args.steps or index.steps,
-            "guidance": index.guidance if args.guidance is None else args.guidance,
+        chosen = {
+            "steps": args.steps,
+            "guidance": args.guidance,
             "sampler": args.sampler,
             "seed": args.seed,
         }
+        options = {name: value for name, value in chosen.items() if value is not None}
         if not args.reference:  # the reference rows sample nothing
-            print(
-                "sampling: {steps} steps, guidance {guidance:g}, {sampler}, seed {seed}".format(
-                    **sampling
-                )
-            )
+            sampling = {"steps": index.steps, "guidance": index.guidance} | options
+            line = "sampling: {steps} steps, guidance {guidance:g}, {sampler}, seed {seed}"
+            print(line.format(**sampling))
             results["sampling"] = sampling
         reports = {}
         suffix = ", its scenes through the VAE" if args.reference else ""
@@ -131,15 +130,7 @@ def main() -> None:
             began = time.perf_counter()
             # durations the model makes in one go (1-4 s for the default recipe)
             cases = prompt_cases(count, held_out=held_out, durations=native_durations(index))
-            reports[name] = judge_cases(
-                pipeline,
-                cases,
-                seed=args.seed,
-                steps=args.steps,
-                guidance=args.guidance,
-                reference=args.reference,
-                sampler=args.sampler,
-            )
+            reports[name] = judge_cases(pipeline, cases, reference=args.reference, **options)
             print(f"{name}: {count} clips in {time.perf_counter() - began:.0f} s")
         print()
         print(table(reports))

@@ -19,9 +19,10 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Unpack
 
 from kinetoscope.evaluation import reconstruct
-from kinetoscope.pipeline import GenerationConfig, ModelIndex, Pipeline
+from kinetoscope.pipeline import GenerationConfig, ModelIndex, Pipeline, SamplingOptions
 from kinetoscope.training.buckets import ASPECTS, check_aspect
 from kinetoscope.training.vae_data import HELD_OUT_SEED_START
 from kinetoscope.world.captions import caption
@@ -92,13 +93,11 @@ def gravity_bounce(scores: Scores) -> float | None:
 def judge_case(
     pipeline: Pipeline,
     case: PromptCase,
-    seed: int = 0,
-    steps: int | None = None,
-    guidance: float | None = None,
     reference: bool = False,
-    sampler: str = "euler",
+    **options: Unpack[SamplingOptions],
 ) -> Scores:
     """Generate the case's caption at its shape and judge the clip against its scene.
+    ``options`` are the sampling options of `Pipeline.generate` (the case sets the aspect).
 
     ``reference=True`` judges the scene's own clip instead, rendered at the shape the model
     would generate and passed through the model's VAE: the most its transformer can score,
@@ -110,16 +109,8 @@ def judge_case(
         frames = render(case.scene, width=shape.width, height=shape.height, fps=plan.fps).frames
         frames = reconstruct(pipeline.vae, frames.to(pipeline.device))  # (T, H, W, 3) uint8
         return judge(frames, plan.fps, case.scene)
-    video = pipeline.generate(
-        case.prompt,
-        case.seconds,
-        aspect=case.aspect,
-        seed=seed,
-        steps=steps,
-        guidance=guidance,
-        sampler=sampler,
-    ).video
-    return judge(video.frames, video.fps, case.scene)
+    result = pipeline.generate(case.prompt, case.seconds, **(options | {"aspect": case.aspect}))
+    return judge(result.frames, result.fps, case.scene)
 
 
 @dataclass(frozen=True)
@@ -141,26 +132,16 @@ class AdherenceReport:
 def judge_cases(
     pipeline: Pipeline,
     cases: Sequence[PromptCase],
-    seed: int = 0,
-    steps: int | None = None,
-    guidance: float | None = None,
     progress: Callable[[int], None] | None = None,
     reference: bool = False,
-    sampler: str = "euler",
+    **options: Unpack[SamplingOptions],
 ) -> AdherenceReport:
-    """Judge every case (``reference``: as `judge_case`); ``progress(done)`` after each."""
+    """Judge every case (``reference`` and ``options``: as `judge_case`); ``progress(done)``
+    after each."""
     per_dimension: dict[str, list[float]] = {name: [] for name in (*DIMENSIONS, "overall")}
     physics: list[float] = []
     for done, case in enumerate(cases, start=1):
-        scores = judge_case(
-            pipeline,
-            case,
-            seed=seed,
-            steps=steps,
-            guidance=guidance,
-            reference=reference,
-            sampler=sampler,
-        )
+        scores = judge_case(pipeline, case, reference, **options)
         for name in DIMENSIONS:
             per_dimension[name].append(scores.dimensions[name])
         per_dimension["overall"].append(scores.overall)
