@@ -1,5 +1,7 @@
-"""The creative tools measured on the shipped model: seams, loops, joins, remix, and the
-time to extend a clip to 60 s. Prints a Markdown report for docs/benchmarks.md.
+"""Measure the creative tools: seams, loops, joins, remix, and long extensions.
+
+Prints a Markdown report for docs/benchmarks.md (the shipped model, or --model DIR), the time
+it takes to extend a clip to 60 s included.
 
     python benchmarks/tools.py [--cases 4] [--extend-to 60] [--steps N] [--model DIR]
     python benchmarks/tools.py --cases 12 --long-cases 8 --long-to 16   # + a multi-prompt check
@@ -184,8 +186,10 @@ def _layout(frames: torch.Tensor):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=4)
-    parser.add_argument("--extend-to", type=float, default=60.0)
+    parser.add_argument("--cases", type=int, default=4, help="prompts per measure (default 4)")
+    parser.add_argument(
+        "--extend-to", type=float, default=60.0, help="seconds of the long extension (default 60)"
+    )
     parser.add_argument("--steps", type=int, help="sampling steps (the model's default)")
     parser.add_argument("--model", type=Path, help="a pipeline folder (default: shipped)")
     parser.add_argument("--long-cases", type=int, default=0, help="prompts for --long-to")
