@@ -75,18 +75,22 @@ def table(rows: dict[str, AdherenceReport]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, help="a pipeline folder (default: shipped)")
-    parser.add_argument("--prompts", type=int, default=200)
-    parser.add_argument("--held-out", type=int, default=50)
+    parser.add_argument("--prompts", type=int, default=200, help="fixed-set prompts (200)")
+    parser.add_argument(
+        "--held-out", type=int, default=50, help="prompts with held-out combinations (50)"
+    )
     parser.add_argument("--steps", type=int, help="sampling steps (the model's default)")
     parser.add_argument("--guidance", type=float, help="guidance scale (the model's default)")
-    parser.add_argument("--sampler", default="euler", choices=sorted(SAMPLERS))
+    parser.add_argument(
+        "--sampler", default="euler", choices=sorted(SAMPLERS), help="sampler (euler)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="noise seed of every clip (0)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed generations (3)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
-    parser.add_argument("--speed-only", action="store_true")
+    parser.add_argument("--speed-only", action="store_true", help="time, judge nothing")
     parser.add_argument("--reference", action="store_true", help="judge the scenes through the VAE")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--device", default="cpu", help="torch device (cpu)")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
