@@ -36,7 +36,7 @@ from kinetoscope.adherence import (
     native_durations,
     prompt_cases,
 )
-from kinetoscope.pipeline import SAMPLERS, Pipeline, load_default
+from kinetoscope.pipeline import SAMPLERS, GenerationConfig, Pipeline, load_default
 from kinetoscope.world.judge import DIMENSIONS
 
 COLUMNS = ("overall", *DIMENSIONS, "gravity_bounce")
@@ -82,9 +82,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="sampling steps (the model's default)")
     parser.add_argument("--guidance", type=float, help="guidance scale (the model's default)")
     parser.add_argument(
-        "--sampler", default="euler", choices=sorted(SAMPLERS), help="sampler (euler)"
+        "--sampler",
+        default=GenerationConfig.sampler,
+        choices=sorted(SAMPLERS),
+        help="sampler (%(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="noise seed of every clip (0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=GenerationConfig.seed,
+        help="noise seed of every clip (%(default)s)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed generations (3)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     parser.add_argument("--speed-only", action="store_true", help="time, judge nothing")
