@@ -130,16 +130,22 @@ def window_consistency(frames: torch.Tensor, fps: float, scene) -> list[float]:
     ]
 
 
+def extended(pipeline: Pipeline, case, seconds: float, to: float, options: dict):
+    """Generate ``case`` for ``seconds`` and extend it forward to ``to`` seconds: the clip, its
+    extension (a Video) and the seconds the extension took."""
+    base = pipeline.generate(case.prompt, seconds, seed=case.seed, **options).video
+    began = time.perf_counter()
+    longer = pipeline.extend(base, case.prompt, to - base.seconds, rights_attested=True, **options)
+    return base, longer, time.perf_counter() - began
+
+
 def long_consistency(pipeline: Pipeline, cases: int, seconds: float, options: dict) -> str:
     """Extend ``cases`` 2 s clips to ``seconds``: per prompt, the mean of its windows'
     temporal consistency, and how many windows the judge found no object in (0)."""
     fps = pipeline.index.fps
     means, windows, zeros = [], 0, 0
     for case in prompt_cases(cases, aspects=("1:1",), durations=(2.0,)):
-        base = pipeline.generate(case.prompt, 2.0, seed=case.seed, **options).video
-        longer = pipeline.extend(
-            base, case.prompt, seconds - base.seconds, rights_attested=True, **options
-        )
+        _, longer, _ = extended(pipeline, case, 2.0, seconds, options)
         scores = window_consistency(longer.frames, fps, case.scene)
         means.append(statistics.mean(scores))
         windows += len(scores)
@@ -158,12 +164,7 @@ def long_extension(pipeline: Pipeline, extend_to: float, options: dict) -> str:
     native = pipeline.index.max_seconds
     case = prompt_cases(1, aspects=("1:1",), durations=(native,))[0]
     fps = pipeline.index.fps
-    base = pipeline.generate(case.prompt, native, seed=case.seed, **options).video
-    began = time.perf_counter()
-    result = pipeline.extend(
-        base, case.prompt, extend_to - base.seconds, rights_attested=True, **options
-    )
-    seconds = time.perf_counter() - began
+    base, result, seconds = extended(pipeline, case, native, extend_to, options)
     frames = result.frames
     window = 1 + round(pipeline.index.max_seconds * fps) // GROUP
     seams = seam_ratios(frames, extension_seams(base.num_frames, frames.shape[0], window))
