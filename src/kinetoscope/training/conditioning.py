@@ -163,17 +163,20 @@ def sample_known_mask(
     masks, names = [], []
     for index in drawn.tolist():
         name = PATTERNS[index]
-        count = int(torch.randint(1, max(2, latent_frames), (1,), generator=generator))
-        if name == "random_frames":
-            order = torch.randperm(latent_frames, generator=generator)  # (t,)
-            mask = torch.zeros(latent_frames, dtype=torch.bool)
-            mask[order[:count]] = True
-        elif name == "both_ends":
+        if name == "both_ends":
             start = int(torch.randint(1, latent_frames - 1, (1,), generator=generator))
             end = int(torch.randint(1, latent_frames - start, (1,), generator=generator))
             mask = pattern_mask(name, latent_frames, start, end)
-        else:
-            mask = pattern_mask(name, latent_frames, count)
+        elif name in ("random_frames", "first_frames", "last_frames"):
+            count = int(torch.randint(1, max(2, latent_frames), (1,), generator=generator))
+            if name == "random_frames":
+                order = torch.randperm(latent_frames, generator=generator)  # (t,)
+                mask = torch.zeros(latent_frames, dtype=torch.bool)
+                mask[order[:count]] = True
+            else:
+                mask = pattern_mask(name, latent_frames, count)
+        else:  # the patterns whose frames are fixed by their name
+            mask = pattern_mask(name, latent_frames)
         masks.append(mask)
         names.append(name)
     return torch.stack(masks), names  # (B, t) bool
