@@ -77,7 +77,8 @@ def psnr_frames(a: torch.Tensor, b: torch.Tensor) -> float:
 def measure(pipeline: Pipeline, cases: int, extend_to: float, options: dict) -> str:
     fps = pipeline.index.fps
     window = 1 + round(pipeline.index.max_seconds * fps) // GROUP
-    rows = {"loop wrap / median": [], "extension seam / median (max)": [], "animate": []}
+    rows = {"loop wrap / median": [], "extension seam / median (max)": []}
+    rows |= {"backward extension seam / median": [], "animate": []}
     rows |= {"connect a's end / median": [], "connect b's start / median": []}
     rows |= {"remix s=0": [], "remix s=1 judge": []}
     lines = []
@@ -89,6 +90,12 @@ def measure(pipeline: Pipeline, cases: int, extend_to: float, options: dict) -> 
         longer = pipeline.extend(base, case.prompt, 4.0, rights_attested=True, **options).frames
         seams = extension_seams(base.num_frames, longer.shape[0], window)
         rows["extension seam / median (max)"].append(max(seam_ratios(longer, seams)))
+        # one window backwards: the new frames end where the clip's first frame begins
+        earlier = pipeline.extend(
+            base, case.prompt, 1.0, "backward", rights_attested=True, **options
+        ).frames
+        seam = earlier.shape[0] - base.num_frames
+        rows["backward extension seam / median"].append(seam_ratios(earlier, [seam])[0])
         image = Video(base.frames[:1], fps)
         animated = pipeline.animate(image, case.prompt, 2.0, rights_attested=True, **options)
         # the first frame is the image itself; what the model saw of it is the VAE's picture
