@@ -4,6 +4,8 @@ for broken checkpoints, and the shipping rule for every preset."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -131,11 +133,10 @@ def test_a_failed_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
     folder = scrambled_vae(seed=0).save_pretrained(tmp_path / "vae")
     before = files(folder)
 
-    def half_write(tensors, path, metadata=None):
-        Path(path).write_bytes(b"partial")
+    def full_disk(tensors, metadata=None):  # after config.json is already written
         raise OSError("disk full")
 
-    monkeypatch.setattr(pretrained, "save_file", half_write)
+    monkeypatch.setattr(pretrained, "save", full_disk)
     with pytest.raises(CheckpointError, match="disk full"):
         scrambled_vae(seed=1).save_pretrained(folder)
     assert files(folder) == before
@@ -143,6 +144,19 @@ def test_a_failed_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError):
         scrambled_vae(seed=1).save_pretrained(tmp_path / "fresh")
     assert [p.name for p in tmp_path.iterdir()] == ["vae"]
+
+
+def test_saved_files_are_readable_like_any_other_file(tmp_path):
+    """Weights take the umask's permissions, as config.json does (not a private 0600), so a
+    model saved by one user can be served by another."""
+    previous = os.umask(0o022)
+    try:
+        vae = scrambled_vae()
+        folder = save_pretrained(vae, vae.config, tmp_path / "vae", max_shard_bytes=40_000)
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in folder.iterdir()}
+    assert len(modes) > 3 and set(modes.values()) == {0o644}, modes
 
 
 def test_resaving_replaces_stale_shards_and_keeps_other_files(tmp_path):

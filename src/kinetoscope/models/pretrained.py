@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from kinetoscope.errors import KinetoscopeError
@@ -183,7 +183,8 @@ def _write_weights(
     weight_map: dict[str, str] = {}
     for file_name, shard in zip(names, shards, strict=True):
         path = folder / file_name
-        save_file({name: tensors[name] for name in shard}, str(path), metadata={"format": "pt"})
+        # bytes written by Python take the umask's permissions; safetensors' own file would be 0600
+        path.write_bytes(save({name: tensors[name] for name in shard}, metadata={"format": "pt"}))
         if path.stat().st_size > max_shard_bytes:  # the header allowance should make this never
             raise CheckpointError(f"{path}: {path.stat().st_size} bytes, over {max_shard_bytes}")
         weight_map.update(dict.fromkeys(shard, file_name))
