@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 
-from kinetoscope.adherence import prompt_cases
+from kinetoscope.adherence import PromptCase, prompt_cases
 from kinetoscope.creative import CONTEXT_GROUPS, GROUP, frames_for
 from kinetoscope.evaluation import psnr
 from kinetoscope.io.video import Video
-from kinetoscope.pipeline import Pipeline
+from kinetoscope.pipeline import Pipeline, Result
 from kinetoscope.world.judge import judge
 
 RATIO = 1.5
@@ -137,9 +137,11 @@ def window_consistency(frames: torch.Tensor, fps: float, scene) -> list[float]:
     ]
 
 
-def extended(pipeline: Pipeline, case, seconds: float, to: float, options: dict):
-    """Generate ``case`` for ``seconds`` and extend it forward to ``to`` seconds: the clip, its
-    extension (a Video) and the seconds the extension took."""
+def extended(
+    pipeline: Pipeline, case: PromptCase, seconds: float, to: float, options: dict
+) -> tuple[Video, Result, float]:
+    """Generate ``case`` for ``seconds`` and extend it forward to ``to`` seconds: the clip,
+    extend's result (the whole longer video) and the seconds the extension took."""
     base = pipeline.generate(case.prompt, seconds, seed=case.seed, **options).video
     began = time.perf_counter()
     longer = pipeline.extend(base, case.prompt, to - base.seconds, rights_attested=True, **options)
