@@ -78,6 +78,7 @@ class TrainVAEOptions:
     minutes: float | None = None
     init: Path | None = None
     decoder_only: bool = False
+    mix: str | None = None  # "WORLD,CAMERA,STILL": the data's shares
     resume: bool = False
     stop_at: int | None = None
 
@@ -163,6 +164,7 @@ def parse_size(text: str) -> tuple[int, int]:
 TRAIN_PRESET_NAMES = "tiny-cpu, cpu or gpu"
 TRAIN_DIT_PRESET_NAMES = "tiny-cpu, cpu, gpu or gpu-1b"  # kinetoscope.training.train_dit's
 PARALLEL_STRATEGIES = ("auto", "none", "ddp", "fsdp")  # kinetoscope.training.distributed's
+VAE_DATA_MIX = "0.5,0.35,0.15"  # every VAE preset's world, camera and still weights
 
 
 # ---- commands --------------------------------------------------------------------------------
@@ -285,6 +287,7 @@ def run_train_vae(options: TrainVAEOptions) -> int:
         minutes=options.minutes,
         init=None if options.init is None else str(options.init),
         decoder_only=options.decoder_only or None,
+        mix=None if options.mix is None else _data_mix(options.mix),
     ).validate()
     shown = ("total", "l1", "l2", "perceptual", "kl", "generator_adversarial")
 
@@ -298,6 +301,20 @@ def run_train_vae(options: TrainVAEOptions) -> int:
         return result.step, result.finished, result.model_folder
 
     return _run_training("training the VAE", config.steps, options.out, train, describe)
+
+
+def _data_mix(text: str) -> tuple[float, float, float]:
+    """``--mix WORLD,CAMERA,STILL`` as three numbers; the data config checks their values."""
+    parts = text.split(",")
+    try:
+        shares = tuple(float(part) for part in parts)
+    except ValueError:
+        shares = ()
+    if len(shares) != 3:
+        raise KinetoscopeError(
+            f"--mix takes three numbers WORLD,CAMERA,STILL (e.g. 0.8,0.15,0.05), got {text!r}"
+        )
+    return shares
 
 
 def run_train_dit(options: TrainDiTOptions) -> int:
@@ -847,6 +864,12 @@ def _add_train_vae(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="fine-tune --init's decoder alone: its latents (and models on them) stay valid",
     )
+    train.add_argument(
+        "--mix",
+        metavar="WORLD,CAMERA,STILL",
+        help="shares of physics-world clips, camera moves over photographs and stills "
+        f"(every preset's: {VAE_DATA_MIX})",
+    )
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--stop-at", type=int, help="stop after this step; --resume goes on")
 
@@ -865,6 +888,7 @@ def _add_train_vae(commands: argparse._SubParsersAction) -> None:
                 minutes=a.minutes,
                 init=a.init,
                 decoder_only=a.decoder_only,
+                mix=a.mix,
                 resume=a.resume,
                 stop_at=a.stop_at,
             )

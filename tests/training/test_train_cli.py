@@ -1,5 +1,7 @@
 """`kinetoscope train vae`, used the way a person would use it."""
 
+import json
+
 import pytest
 
 from kinetoscope import cli
@@ -40,6 +42,32 @@ def test_bad_options_are_one_clear_error_with_status_2(tmp_path, capsys, extra, 
     err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines at 80 columns
     assert err.startswith("error:") and message in err
     assert not (tmp_path / "run").exists()
+
+
+def test_mix_sets_the_data_weights_of_the_run(tmp_path):
+    run = tmp_path / "run"
+    small = ("--size", "16", "--frames", "5", "--batch", "1")
+    assert _train(run, "--mix", "1,0,0.5", *small) == 0
+    data = json.loads((run / "config.json").read_text())["data"]
+    assert (data["world_weight"], data["camera_weight"], data["still_weight"]) == (1, 0, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("mix", "message"),
+    [("1,0", "three numbers"), ("a,b,c", "three numbers"), ("0,0,0", "not all 0")],
+)
+def test_a_bad_mix_is_named_before_training(tmp_path, capsys, mix, message):
+    assert _train(tmp_path / "run", "--mix", mix) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("error:") and message in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_help_states_every_presets_data_mix():
+    for preset in TRAIN_PRESETS.values():
+        data = preset.data
+        shares = (data.world_weight, data.camera_weight, data.still_weight)
+        assert ",".join(f"{share:g}" for share in shares) == cli.VAE_DATA_MIX
 
 
 def test_an_unknown_preset_lists_the_known_ones(tmp_path, capsys):

@@ -191,9 +191,14 @@ def with_overrides(
     minutes: float | None = None,
     init: str | None = None,
     decoder_only: bool | None = None,
+    mix: tuple[float, float, float] | None = None,
 ) -> VAETrainConfig:
-    """The config with the given (not None) options replaced; the command line's overrides."""
+    """The config with the given (not None) options replaced; the command line's overrides.
+    ``mix`` is the data's (world, camera, still) weights."""
     data_changes = {"batch_size": batch, "size": size, "frames": frames, "seed": seed}
+    if mix is not None:
+        names = ("world_weight", "camera_weight", "still_weight")
+        data_changes |= dict(zip(names, mix, strict=True))
     data = dataclasses.replace(
         config.data, **{key: value for key, value in data_changes.items() if value is not None}
     )
