@@ -54,7 +54,13 @@ def test_mix_sets_the_data_weights_of_the_run(tmp_path):
 
 @pytest.mark.parametrize(
     ("mix", "message"),
-    [("1,0", "three numbers"), ("a,b,c", "three numbers"), ("0,0,0", "not all 0")],
+    [
+        ("1,0", "three numbers"),
+        ("a,b,c", "three numbers"),
+        ("0,0,0", "not all 0"),
+        ("1,nan,0", "finite"),
+        ("1,-1,1", ">= 0"),
+    ],
 )
 def test_a_bad_mix_is_named_before_training(tmp_path, capsys, mix, message):
     assert _train(tmp_path / "run", "--mix", mix) == 2

@@ -114,8 +114,10 @@ class VAEDataConfig:
                 f"frames must be 1 + 4k (1, 5, 9, 17, 33, 65, ...), got {self.frames}"
             )
         weights = (self.world_weight, self.camera_weight, self.still_weight)
-        if min(weights) < 0 or sum(weights) <= 0:
-            raise KinetoscopeError(f"data weights must be >= 0, not all 0, got {weights}")
+        if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+            raise KinetoscopeError(
+                f"data weights must be finite and >= 0, not all 0, got {weights}"
+            )
         if not 0 <= self.image_batch_probability <= 1:
             raise KinetoscopeError(
                 f"image_batch_probability must be in [0, 1], got {self.image_batch_probability}"
