@@ -71,9 +71,7 @@ def test_a_bad_mix_is_named_before_training(tmp_path, capsys, mix, message):
 
 def test_the_help_states_every_presets_data_mix():
     for preset in TRAIN_PRESETS.values():
-        data = preset.data
-        shares = (data.world_weight, data.camera_weight, data.still_weight)
-        assert ",".join(f"{share:g}" for share in shares) == cli.VAE_DATA_MIX
+        assert ",".join(f"{share:g}" for share in preset.data.weights()) == cli.VAE_DATA_MIX
 
 
 def test_an_unknown_preset_lists_the_known_ones(tmp_path, capsys):

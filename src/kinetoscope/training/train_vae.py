@@ -55,7 +55,7 @@ from kinetoscope.training.ema import EMA
 from kinetoscope.training.losses import VAELoss, VAELossConfig
 from kinetoscope.training.metrics import METRICS_NAME, MetricsLog
 from kinetoscope.training.schedule import WarmupCosine, check_optimization
-from kinetoscope.training.vae_data import VAEBatchStream, VAEDataConfig
+from kinetoscope.training.vae_data import WEIGHT_FIELDS, VAEBatchStream, VAEDataConfig
 
 # fields that may change between a run and its resumption; everything else must match
 RESUMABLE_CHANGES = ("steps", "minutes", "checkpoint_every", "log_every", "workers", "device")
@@ -197,8 +197,7 @@ def with_overrides(
     ``mix`` is the data's (world, camera, still) weights."""
     data_changes = {"batch_size": batch, "size": size, "frames": frames, "seed": seed}
     if mix is not None:
-        names = ("world_weight", "camera_weight", "still_weight")
-        data_changes |= dict(zip(names, mix, strict=True))
+        data_changes |= dict(zip(WEIGHT_FIELDS, mix, strict=True))
     data = dataclasses.replace(
         config.data, **{key: value for key, value in data_changes.items() if value is not None}
     )

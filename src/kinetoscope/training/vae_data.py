@@ -77,6 +77,7 @@ SKIMAGE_IMAGES: tuple[str, ...] = (
 )
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 KINDS = ("world", "camera", "still")
+WEIGHT_FIELDS = tuple(f"{kind}_weight" for kind in KINDS)  # VAEDataConfig's, in KINDS order
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,10 @@ class VAEDataConfig:
     max_tilt: float = 4.0  # degrees a view may start turned by
     overfit: bool = False  # every step gets batch 0: for debugging a model on one batch
 
+    def weights(self) -> tuple[float, ...]:
+        """The (world, camera, still) weights, in `KINDS` order."""
+        return tuple(getattr(self, name) for name in WEIGHT_FIELDS)
+
     def validate(self) -> VAEDataConfig:
         """Raise KinetoscopeError naming the first bad field; return self."""
         if self.batch_size < 1:
@@ -113,7 +118,7 @@ class VAEDataConfig:
             raise KinetoscopeError(
                 f"frames must be 1 + 4k (1, 5, 9, 17, 33, 65, ...), got {self.frames}"
             )
-        weights = (self.world_weight, self.camera_weight, self.still_weight)
+        weights = self.weights()
         if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
             raise KinetoscopeError(
                 f"data weights must be finite and >= 0, not all 0, got {weights}"
@@ -258,7 +263,7 @@ def make_batch(config: VAEDataConfig, step: int) -> Tensor:
     step = 0 if config.overfit else step
     rng = np.random.default_rng([config.seed, step])
     frames = 1 if rng.random() < config.image_batch_probability else config.frames
-    weights = np.array([config.world_weight, config.camera_weight, config.still_weight])
+    weights = np.array(config.weights())
     kinds = rng.choice(len(KINDS), size=config.batch_size, p=weights / weights.sum())
     clips: list[Tensor | None] = [None] * config.batch_size
     world = [i for i, kind in enumerate(kinds) if KINDS[kind] == "world"]
