@@ -153,7 +153,9 @@ def test_generate_command_rejects_a_bad_request_before_writing(folder, tmp_path,
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert main(argv) == 2
-    assert "unsupported aspect" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unsupported aspect" in err
+    assert "generate" not in err  # the error prints alone: no progress bar drawn before it
     assert not out.exists()
 
 

@@ -7,7 +7,8 @@ import argparse
 import json
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -363,20 +364,13 @@ def _run_training(
 ) -> int:
     """Run ``train(on_step)`` -> (step, finished, exported folder) under a progress bar, then
     say where the result is."""
-    # the bar appears with the first step, so errors found before any compute print alone
-    progress = _progress(TextColumn("{task.fields[numbers]}"))
-    task = progress.add_task(title, total=steps, numbers="")
+    with _bar(title, steps, TextColumn("{task.fields[numbers]}"), numbers="") as update:
 
-    def show(step: int, numbers: dict[str, float]) -> None:
-        if not progress.live.is_started:
-            progress.start()
-        total = int(numbers.get("steps", steps))  # a time-budgeted run plans its total
-        progress.update(task, completed=step, total=total, numbers=describe(numbers))
+        def show(step: int, numbers: dict[str, float]) -> None:
+            total = int(numbers.get("steps", steps))  # a time-budgeted run plans its total
+            update(step, total, numbers=describe(numbers))
 
-    try:
         step, finished, folder = train(show)
-    finally:
-        progress.stop()
     if not finished:
         console.print(f"[yellow]stopped[/yellow] at step {step}; continue with --resume: {out}")
     else:
@@ -401,15 +395,9 @@ def run_tool(options: ToolOptions) -> int:
     _say_model_status(pipeline)
     tool = getattr(pipeline, options.tool)
     extra = {"rights_attested": True} if options.rights_attested else {}
-    with _progress() as progress, warnings.catch_warnings(record=True) as notices:
+    with _bar(options.tool) as update, warnings.catch_warnings(record=True) as notices:
         warnings.simplefilter("always")
-        task = progress.add_task(options.tool, total=None)
-        result = tool(
-            **options.arguments,
-            **options.sampling,
-            **extra,
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
-        )
+        result = tool(**options.arguments, **options.sampling, **extra, progress=update)
     _show_notices(notices)
     return _save(result, options.out)
 
@@ -434,11 +422,8 @@ def run_reproduce(options: ReproduceOptions) -> int:
     check_inputs(record)
     with console.status("loading the model"):
         pipeline = load_recorded_model(record, options.device)
-    with _progress() as progress:
-        task = progress.add_task(f"reproducing {record['tool']}", total=None)
-        result = reproduce(
-            record, pipeline, lambda done, total: progress.update(task, completed=done, total=total)
-        )
+    with _bar(f"reproducing {record['tool']}") as update:
+        result = reproduce(record, pipeline, update)
     if same_frames(record, result.record):
         console.print("[green]identical frames[/green] to the record's")
     else:
@@ -576,6 +561,26 @@ def _print_scores(scores: dict[str, float], title: str) -> None:
         style = "bold" if name == "overall" else ""
         table.add_row(name, f"{value:.3f}", style=style)
     Console().print(table)
+
+
+@contextmanager
+def _bar(
+    title: str, total: int | None = None, *extra: ProgressColumn, **fields: str
+) -> Iterator[Callable[..., None]]:
+    """A progress bar that appears with its first update(completed, total, **fields), so that
+    an error found before any work starts (a bad size, say) prints alone."""
+    progress = _progress(*extra)
+    task = progress.add_task(title, total=total, **fields)
+
+    def update(completed: int, total: int | None, **fields: str) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, completed=completed, total=total, **fields)
+
+    try:
+        yield update
+    finally:
+        progress.stop()
 
 
 def _progress(*extra: ProgressColumn) -> Progress:
