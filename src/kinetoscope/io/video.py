@@ -327,12 +327,12 @@ class _Expectation:
 def _expected_frames(stream: VideoStream, fps: float) -> _Expectation | None:
     """The frames a stream promises: its recorded count, else duration x fps, else None."""
     if stream.frames > 0:
-        return _Expectation(stream.frames, f"the container records {stream.frames} frames")
+        return _Expectation(stream.frames, f"the container records {_frame_count(stream.frames)}")
     seconds = _stream_seconds(stream)
     if seconds is None:
         return None
     estimate = round(seconds * fps)
-    source = f"its duration {seconds:.3f} s at {fps:g} fps implies about {estimate} frames"
+    source = f"its duration {seconds:.3f} s at {fps:g} fps implies about {_frame_count(estimate)}"
     return _Expectation(estimate - _ESTIMATE_SLACK, source)
 
 
