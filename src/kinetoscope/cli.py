@@ -227,9 +227,9 @@ def run_dataset(out: Path, config: object) -> int:
     from kinetoscope.world.dataset import build_dataset, finished_indices
 
     done = len(finished_indices(out))
-    with _progress() as progress:
-        task = progress.add_task("rendering clips", total=config.count, completed=done)
-        made = build_dataset(config, out, lambda n: progress.update(task, completed=n))
+    with _bar("rendering clips", config.count) as update:
+        update(done, config.count)  # at once: a resumed run shows the clips already there
+        made = build_dataset(config, out, lambda n: update(n, config.count))
     console.print(f"[green]{made} clips made[/green], {done} were already there: {out}")
     return 0
 
@@ -569,22 +569,7 @@ def _bar(
 ) -> Iterator[Callable[..., None]]:
     """A progress bar that appears with its first update(completed, total, **fields), so that
     an error found before any work starts (a bad size, say) prints alone."""
-    progress = _progress(*extra)
-    task = progress.add_task(title, total=total, **fields)
-
-    def update(completed: int, total: int | None, **fields: str) -> None:
-        if not progress.live.is_started:
-            progress.start()
-        progress.update(task, completed=completed, total=total, **fields)
-
-    try:
-        yield update
-    finally:
-        progress.stop()
-
-
-def _progress(*extra: ProgressColumn) -> Progress:
-    return Progress(
+    progress = Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
@@ -592,6 +577,17 @@ def _progress(*extra: ProgressColumn) -> Progress:
         *extra,
         console=console,
     )
+    task = progress.add_task(title, total=total, **fields)
+
+    def update(completed: int, now_total: int | None, **now_fields: str) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, completed=completed, total=now_total, **now_fields)
+
+    try:
+        yield update
+    finally:
+        progress.stop()
 
 
 # ---- parser ----------------------------------------------------------------------------------
