@@ -105,6 +105,8 @@ class TrainDiTOptions:
     seed: int | None = None
     minutes: float | None = None
     init: Path | None = None
+    scenes: int | None = None
+    patterns: str | None = None  # "NAME=WEIGHT,...": frame-pattern weights
     resume: bool = False
     stop_at: int | None = None
 
@@ -165,6 +167,16 @@ def parse_size(text: str) -> tuple[int, int]:
 TRAIN_PRESET_NAMES = "tiny-cpu, cpu or gpu"
 TRAIN_DIT_PRESET_NAMES = "tiny-cpu, cpu, gpu or gpu-1b"  # kinetoscope.training.train_dit's
 PARALLEL_STRATEGIES = ("auto", "none", "ddp", "fsdp")  # kinetoscope.training.distributed's
+PATTERN_NAMES = (  # kinetoscope.training.conditioning's PATTERNS
+    "none",
+    "first_frame",
+    "first_frames",
+    "last_frame",
+    "last_frames",
+    "first_and_last",
+    "both_ends",
+    "random_frames",
+)
 VAE_DATA_MIX = "0.5,0.35,0.15"  # every VAE preset's world, camera and still weights
 
 
@@ -341,6 +353,8 @@ def run_train_dit(options: TrainDiTOptions) -> int:
         seed=options.seed,
         minutes=options.minutes,
         init=folder(options.init),
+        scenes=options.scenes,
+        patterns=None if options.patterns is None else _pattern_weights(options.patterns),
     ).validate()
 
     def describe(numbers: dict[str, float]) -> str:
@@ -353,6 +367,23 @@ def run_train_dit(options: TrainDiTOptions) -> int:
         return result.step, result.finished, result.pipeline_folder
 
     return _run_training("training the DiT", config.steps, options.out, train, describe)
+
+
+def _pattern_weights(text: str) -> dict[str, float]:
+    """``--patterns NAME=WEIGHT,...`` as a dict; the training config checks names and values."""
+    weights = {}
+    for item in text.split(","):
+        name, equals, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            equals = ""
+        if not equals:
+            raise KinetoscopeError(
+                f"--patterns takes NAME=WEIGHT pairs separated by commas "
+                f"(e.g. none=0.35,first_frame=0.15), got {text!r}"
+            )
+    return weights
 
 
 def _run_training(
@@ -374,7 +405,7 @@ def _run_training(
     if not finished:
         console.print(f"[yellow]stopped[/yellow] at step {step}; continue with --resume: {out}")
     else:
-        console.print(f"[green]trained[/green] {step} steps: {folder}")
+        console.print(f"[green]trained[/green] {step} step{'' if step == 1 else 's'}: {folder}")
     return 0
 
 
@@ -924,6 +955,12 @@ def _add_train_dit(commands: argparse._SubParsersAction) -> None:
         type=Path,
         help="a transformer or pipeline folder of the preset's size to start from",
     )
+    train.add_argument("--scenes", type=int, help="physics-world scenes in the training pool")
+    train.add_argument(
+        "--patterns",
+        metavar="NAME=WEIGHT,...",
+        help=f"frame-pattern weights ({', '.join(PATTERN_NAMES)}); the rest keep the preset's",
+    )
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.add_argument("--stop-at", type=int, help="stop after this step; --resume goes on")
 
@@ -949,6 +986,8 @@ def _add_train_dit(commands: argparse._SubParsersAction) -> None:
                 seed=a.seed,
                 minutes=a.minutes,
                 init=a.init,
+                scenes=a.scenes,
+                patterns=a.patterns,
                 resume=a.resume,
                 stop_at=a.stop_at,
             )

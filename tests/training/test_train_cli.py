@@ -84,9 +84,11 @@ def test_the_help_names_every_preset():
     assert ", ".join(list(TRAIN_PRESETS)[:-1]) + " or gpu" == cli.TRAIN_PRESET_NAMES
 
 
-def test_the_dit_preset_and_strategy_names_match_the_library():
+def test_the_dit_preset_strategy_and_pattern_names_match_the_library():
+    from kinetoscope.training.conditioning import PATTERNS
     from kinetoscope.training.distributed import STRATEGIES
     from kinetoscope.training.train_dit import TRAIN_PRESETS as DIT_PRESETS
 
     assert ", ".join(list(DIT_PRESETS)[:-1]) + " or gpu-1b" == cli.TRAIN_DIT_PRESET_NAMES
     assert tuple(STRATEGIES) == cli.PARALLEL_STRATEGIES
+    assert PATTERNS == cli.PATTERN_NAMES

@@ -155,6 +155,41 @@ def test_the_command_trains_stops_and_resumes(vae_folder, tmp_path, capsys):
     assert (run / "model_index.json").is_file()
 
 
+def test_the_command_sets_the_scene_pool_and_the_frame_patterns(vae_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    patterns = "none=0.5,first_frames=0.25,random_frames=0"
+    common = ["train", "dit", "--preset", "tiny-cpu", "--out", str(run), "--vae", str(vae_folder)]
+    extra = ["--scenes", "3", "--patterns", patterns, "--steps", "1"]
+    assert cli.main([*common, *extra]) == 0
+    assert "trained 1 step:" in capsys.readouterr().err
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["data"]["world_scenes"] == 3 != TRAIN_PRESETS["tiny-cpu"].data.world_scenes
+    preset = TRAIN_PRESETS["tiny-cpu"].conditioning
+    expected = preset.to_dict() | {"none": 0.5, "first_frames": 0.25, "random_frames": 0.0}
+    assert saved["conditioning"] == expected != preset.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("patterns", "message"),
+    [
+        ("none", "NAME=WEIGHT"),
+        ("none=a", "NAME=WEIGHT"),
+        ("first=0.2", "unknown frame patterns ['first']"),
+        ("none=0", "none must be > 0"),
+        ("last_frame=-1", "last_frame must be >= 0"),
+    ],
+)
+def test_bad_frame_patterns_are_named_before_training(
+    vae_folder, tmp_path, capsys, patterns, message
+):
+    run = tmp_path / "run"
+    common = ["train", "dit", "--preset", "tiny-cpu", "--out", str(run), "--vae", str(vae_folder)]
+    assert cli.main([*common, "--patterns", patterns]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("error:") and message in err
+    assert not run.exists()
+
+
 def test_overrides_and_the_saved_config_round_trip(vae_folder):
     config = with_overrides(
         TRAIN_PRESETS["cpu"], batch=2, size=32, seed=5, eval_every=0, vae=str(vae_folder)

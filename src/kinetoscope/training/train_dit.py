@@ -74,6 +74,7 @@ from kinetoscope.training.checkpoint import (
     save_checkpoint,
 )
 from kinetoscope.training.conditioning import (
+    PATTERNS,
     ConditioningConfig,
     sample_known_mask,
     with_known_frames,
@@ -301,11 +302,14 @@ def train_preset(name: str) -> DiTTrainConfig:
 def with_overrides(config: DiTTrainConfig, **changes: Any) -> DiTTrainConfig:
     """The config with the given (not None) options replaced; the command line's overrides.
     Names: the top-level fields, plus ``batch`` (clips per step), ``size`` (short side),
-    ``video_folder`` (with ``video_weight``), ``eval_every``; ``seed`` sets both seeds."""
+    ``scenes`` (the physics-world pool), ``video_folder`` (with ``video_weight``),
+    ``eval_every`` and ``patterns`` (frame-pattern weights by name; the patterns it does not
+    name keep theirs); ``seed`` sets both seeds."""
     kept = {key: value for key, value in changes.items() if value is not None}
     data_changes = {
         "batch_size": kept.pop("batch", None),
         "short_side": kept.pop("size", None),
+        "world_scenes": kept.pop("scenes", None),
         "video_folder": kept.pop("video_folder", None),
         "video_weight": kept.pop("video_weight", None),
         "seed": kept.get("seed"),
@@ -316,10 +320,21 @@ def with_overrides(config: DiTTrainConfig, **changes: Any) -> DiTTrainConfig:
     evaluation = config.evaluation
     if "eval_every" in kept:
         evaluation = dataclasses.replace(evaluation, every=kept.pop("eval_every"))
+    conditioning = config.conditioning
+    if "patterns" in kept:
+        weights = kept.pop("patterns")
+        unknown_patterns = sorted(set(weights) - set(PATTERNS))
+        if unknown_patterns:
+            raise KinetoscopeError(
+                f"unknown frame patterns {unknown_patterns}; choose from {list(PATTERNS)}"
+            )
+        conditioning = dataclasses.replace(conditioning, **weights)
     unknown = sorted(set(kept) - {f.name for f in dataclasses.fields(DiTTrainConfig)})
     if unknown:
         raise KinetoscopeError(f"unknown training options {unknown}")
-    return dataclasses.replace(config, data=data, evaluation=evaluation, **kept)
+    return dataclasses.replace(
+        config, data=data, evaluation=evaluation, conditioning=conditioning, **kept
+    )
 
 
 def vae_folder(config: DiTTrainConfig) -> Path:
