@@ -242,7 +242,8 @@ def run_dataset(out: Path, config: object) -> int:
     with _bar("rendering clips", config.count) as update:
         update(done, config.count)  # at once: a resumed run shows the clips already there
         made = build_dataset(config, out, lambda n: update(n, config.count))
-    console.print(f"[green]{made} clips made[/green], {done} were already there: {out}")
+    there = f"{done} was" if done == 1 else f"{done} were"
+    console.print(f"[green]{_count(made, 'clip')} made[/green], {there} already there: {out}")
     return 0
 
 
@@ -369,6 +370,11 @@ def run_train_dit(options: TrainDiTOptions) -> int:
     return _run_training("training the DiT", config.steps, options.out, train, describe)
 
 
+def _count(number: int, noun: str) -> str:
+    """'1 clip', '2 clips': counts in messages."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _pattern_weights(text: str) -> dict[str, float]:
     """``--patterns NAME=WEIGHT,...`` as a dict; the training config checks names and values."""
     weights = {}
@@ -405,7 +411,7 @@ def _run_training(
     if not finished:
         console.print(f"[yellow]stopped[/yellow] at step {step}; continue with --resume: {out}")
     else:
-        console.print(f"[green]trained[/green] {step} step{'' if step == 1 else 's'}: {folder}")
+        console.print(f"[green]trained[/green] {_count(step, 'step')}: {folder}")
     return 0
 
 
@@ -499,7 +505,7 @@ def run_eval_vae(options: EvalVAEOptions) -> int:
         if not path.is_file():
             raise KinetoscopeError(f"{path}: no such video file")
     vae = load_vae(options.model, device=options.device)
-    with console.status(f"coding {len(options.videos)} videos"):
+    with console.status(f"coding {_count(len(options.videos), 'video')}"):
         report = evaluate_vae(vae, options.videos, size=options.size, frames=options.frames)
     if options.as_json:
         print(json.dumps(report.to_dict()))

@@ -80,4 +80,6 @@ def test_the_dataset_command(tmp_path, capsys):
     assert main(argv) == 0
     assert len(list(read_records(out))) == 3
     assert main(argv) == 0
-    assert "0 clips made" in capsys.readouterr().err
+    assert "0 clips made, 3 were already there" in capsys.readouterr().err
+    assert main([*argv[:3], "4", *argv[4:]]) == 0
+    assert "1 clip made, 3 were already there" in capsys.readouterr().err
