@@ -377,7 +377,7 @@ def _count(number: int, noun: str) -> str:
 
 def _pattern_weights(text: str) -> dict[str, float]:
     """``--patterns NAME=WEIGHT,...`` as a dict; the training config checks names and values."""
-    weights = {}
+    weights: dict[str, float] = {}
     for item in text.split(","):
         name, equals, value = item.partition("=")
         try:
