@@ -400,12 +400,17 @@ def _run_training(
     describe: Callable[[dict[str, float]], str],
 ) -> int:
     """Run ``train(on_step)`` -> (step, finished, exported folder) under a progress bar, then
-    say where the result is."""
-    with _bar(title, steps, TextColumn("{task.fields[numbers]}"), numbers="") as update:
+    say where the result is. A time budget's total is unknown (no bar) until it is planned."""
+    from kinetoscope.training.budget import CLOCK_BOUND_STEPS
+
+    def known(total: int) -> int | None:
+        return None if total >= CLOCK_BOUND_STEPS else total
+
+    with _bar(title, known(steps), TextColumn("{task.fields[numbers]}"), numbers="") as update:
 
         def show(step: int, numbers: dict[str, float]) -> None:
             total = int(numbers.get("steps", steps))  # a time-budgeted run plans its total
-            update(step, total, numbers=describe(numbers))
+            update(step, known(total), numbers=describe(numbers))
 
         step, finished, folder = train(show)
     if not finished:
@@ -895,7 +900,9 @@ def _add_train_vae(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--lr", type=float, help="peak learning rate")
     train.add_argument("--device", help="auto, cpu or cuda[:N] (the preset's: auto)")
     train.add_argument("--workers", type=int, help="data-loading processes")
-    train.add_argument("--minutes", type=float, help="train for about this long (--steps: at most)")
+    train.add_argument(
+        "--minutes", type=float, help="train for about this long (at most --steps, if given)"
+    )
     train.add_argument("--init", type=Path, help="a saved VAE of the preset's size to start from")
     train.add_argument(
         "--decoder-only",
@@ -955,7 +962,9 @@ def _add_train_dit(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--video-folder", type=Path, help="videos + captions.jsonl to train on")
     train.add_argument("--video-weight", type=float, help="share of video-folder clips (0.5)")
     train.add_argument("--seed", type=int, help="seed of the weights and the data")
-    train.add_argument("--minutes", type=float, help="train for about this long (--steps: at most)")
+    train.add_argument(
+        "--minutes", type=float, help="train for about this long (at most --steps, if given)"
+    )
     train.add_argument(
         "--init",
         type=Path,

@@ -12,13 +12,15 @@ from kinetoscope.errors import KinetoscopeError
 from kinetoscope.models.dit import DIT_PRESETS, DiffusionTransformer
 from kinetoscope.models.vae import VAE_PRESETS, VideoVAE
 from kinetoscope.training import train_vae as train_vae_module
-from kinetoscope.training.budget import PACE_STEPS, SETTLE_STEPS, TimeBudget
+from kinetoscope.training.budget import CLOCK_BOUND_STEPS, PACE_STEPS, SETTLE_STEPS, TimeBudget
 from kinetoscope.training.checkpoint import load_checkpoint
 from kinetoscope.training.metrics import read_metrics
 from kinetoscope.training.train_dit import TRAIN_PRESETS as DIT_TRAIN_PRESETS
 from kinetoscope.training.train_dit import init_trained_steps, train_dit
+from kinetoscope.training.train_dit import with_overrides as dit_overrides
 from kinetoscope.training.train_vae import TRAIN_PRESETS as VAE_TRAIN_PRESETS
 from kinetoscope.training.train_vae import train_vae
+from kinetoscope.training.train_vae import with_overrides as vae_overrides
 
 
 class FakeClock:
@@ -58,6 +60,20 @@ def test_a_budget_never_exceeds_the_steps_nor_goes_back_past_the_current_step():
     late = TimeBudget(minutes=0.1, step=40, max_steps=1000, clock=clock)  # resumed at 40
     plans = _walk(late, clock, range(41, 70), 1.0)  # 1 s a step: the 6 s are gone by 47
     assert plans[-1] == 69  # out of time: the run ends at the current step
+
+
+@pytest.mark.parametrize(
+    ("presets", "overrides"),
+    [(VAE_TRAIN_PRESETS, vae_overrides), (DIT_TRAIN_PRESETS, dit_overrides)],
+    ids=["vae", "dit"],
+)
+def test_minutes_alone_are_not_cut_short_by_the_presets_step_count(presets, overrides):
+    preset = presets["cpu"]
+    clocked = overrides(preset, minutes=90.0)
+    assert clocked.minutes == 90.0 and clocked.steps == CLOCK_BOUND_STEPS  # the clock decides
+    assert overrides(preset, minutes=90.0, steps=500).steps == 500  # --steps still bounds it
+    assert overrides(preset, steps=500).steps == 500
+    assert overrides(preset, lr=1e-4).steps == preset.steps
 
 
 @pytest.mark.parametrize("minutes", [0, -1.0, float("nan"), float("inf")])

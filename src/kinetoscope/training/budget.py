@@ -4,9 +4,10 @@ budget (``--minutes``) and initial weights from an earlier model (``--init``).
 A time budget fits the run's step count to the clock: after a few settling steps (graph
 compilation, kernel autotuning, data workers starting) the run times its steps, and at every
 logged step it sets its total to what the remaining minutes allow, never more than the
-configured ``steps``. The learning-rate schedule spans that total, so a budgeted run cools
-down and exports like any other instead of stopping mid-schedule. Export (and a last
-evaluation) come on top of the budget.
+configured ``steps``; a budget given without a step count is bounded by the clock alone, not
+by the preset's steps (`budget_steps`). The learning-rate schedule spans that total, so a
+budgeted run cools down and exports like any other instead of stopping mid-schedule. Export
+(and a last evaluation) come on top of the budget.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from kinetoscope.errors import KinetoscopeError
 
 SETTLE_STEPS = 3  # a call's first steps, not timed: compilation, autotuning, workers starting
 PACE_STEPS = 10  # timed steps before the first plan
+CLOCK_BOUND_STEPS = 1_000_000_000  # the step bound of minutes given without steps: none in effect
 
 
 class TimeBudget:
@@ -61,6 +63,14 @@ class TimeBudget:
         remaining = self.seconds - (now - self.start)
         affordable = math.floor(max(remaining, 0.0) / pace)
         return min(self.max_steps, step + affordable)
+
+
+def budget_steps(steps: int | None, minutes: float | None) -> int | None:
+    """The step count to override a preset's with (None: keep the preset's): ``steps`` when
+    given; for ``minutes`` alone `CLOCK_BOUND_STEPS`, so that the clock ends the run."""
+    if steps is None and minutes is not None:
+        return CLOCK_BOUND_STEPS
+    return steps
 
 
 def check_minutes(minutes: float | None) -> None:

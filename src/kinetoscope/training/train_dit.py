@@ -62,6 +62,7 @@ from kinetoscope.pipeline import INDEX_FILE, ModelIndex, Pipeline, read_model_in
 from kinetoscope.training.buckets import check_aspect
 from kinetoscope.training.budget import (
     TimeBudget,
+    budget_steps,
     check_init_folder,
     check_minutes,
     load_initial_weights,
@@ -304,7 +305,9 @@ def with_overrides(config: DiTTrainConfig, **changes: Any) -> DiTTrainConfig:
     Names: the top-level fields, plus ``batch`` (clips per step), ``size`` (short side),
     ``scenes`` (the physics-world pool), ``video_folder`` (with ``video_weight``),
     ``eval_every`` and ``patterns`` (frame-pattern weights by name; the patterns it does not
-    name keep theirs); ``seed`` sets both seeds."""
+    name keep theirs); ``seed`` sets both seeds; ``minutes`` without ``steps`` lifts the
+    preset's step count (`budget_steps`)."""
+    changes["steps"] = budget_steps(changes.get("steps"), changes.get("minutes"))
     kept = {key: value for key, value in changes.items() if value is not None}
     data_changes = {
         "batch_size": kept.pop("batch", None),

@@ -39,6 +39,7 @@ from kinetoscope.errors import KinetoscopeError
 from kinetoscope.models.vae import VAE_PRESETS, VideoVAE
 from kinetoscope.training.budget import (
     TimeBudget,
+    budget_steps,
     check_init_folder,
     check_minutes,
     load_initial_weights,
@@ -194,7 +195,8 @@ def with_overrides(
     mix: tuple[float, float, float] | None = None,
 ) -> VAETrainConfig:
     """The config with the given (not None) options replaced; the command line's overrides.
-    ``mix`` is the data's (world, camera, still) weights."""
+    ``mix`` is the data's (world, camera, still) weights; ``minutes`` without ``steps`` lifts
+    the preset's step count (`budget_steps`)."""
     data_changes = {"batch_size": batch, "size": size, "frames": frames, "seed": seed}
     if mix is not None:
         data_changes |= dict(zip(WEIGHT_FIELDS, mix, strict=True))
@@ -202,7 +204,7 @@ def with_overrides(
         config.data, **{key: value for key, value in data_changes.items() if value is not None}
     )
     changes = {
-        "steps": steps,
+        "steps": budget_steps(steps, minutes),
         "lr": lr,
         "device": device,
         "workers": workers,
